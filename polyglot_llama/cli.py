@@ -1,0 +1,150 @@
+"""`polyglot-llama <stage>`: one table of stages, each a (config dataclass, run function) pair.
+
+Every stage is ``run(cfg) -> dict``, the same function the Python API calls. Options come from the config
+dataclass: ``--config FILE.yaml`` (or the stage's alias such as ``--recipe``), ``--set key.sub=value`` and
+one ``--field`` flag per field, documented by the field's attribute docstring. Modules are imported only
+for the stage being run, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import sys
+import typing
+from typing import NamedTuple
+
+from .config import _unwrap_optional, field_docs, load_config, parse_override
+from .errors import UserError
+
+
+class Stage(NamedTuple):
+    module: str
+    config: str
+    help: str
+    config_flag: str = "config"
+
+
+STAGES: dict[str, Stage] = {
+    "corpus build": Stage("polyglot_llama.corpus.build", "CorpusBuildConfig", "Build a filtered corpus with datatrove: language ID, quality, dedup, PII.", "recipe"),
+    "corpus lid-model": Stage("polyglot_llama.corpus.lid_model", "LidModelConfig", "Fetch and cache a fastText language-ID model (default: lid.176.ftz)."),
+    "corpus mix": Stage("polyglot_llama.corpus.mix", "MixConfig", "Plan a multi-language mixture (temperature / UniMax / weights, replay) and write it."),
+    "tokenizer train": Stage("polyglot_llama.tokenizer.train", "TokenizerTrainConfig", "Train a Llama-2-style BPE tokenizer (byte fallback, split digits)."),
+    "tokenizer extend": Stage("polyglot_llama.tokenizer.extend", "TokenizerExtendConfig", "Add target-language pieces and merges to a base tokenizer."),
+    "tokenizer fertility": Stage("polyglot_llama.tokenizer.fertility", "FertilityConfig", "Tokens per word/char, bytes per token, byte-fallback share, per language."),
+    "model init": Stage("polyglot_llama.model.init", "ModelInitConfig", "Write a freshly initialised Llama model directory from a preset."),
+    "model extend": Stage("polyglot_llama.model.extend", "ModelExtendConfig", "Resize a model's embeddings and LM head to an extended tokenizer."),
+    "pretrain": Stage("polyglot_llama.train.pretrain", "PretrainConfig", "(Continued) pretraining on packed sequences, with freezing schedule and replay."),
+    "sft": Stage("polyglot_llama.train.sft", "SFTConfig", "Supervised fine-tuning in the Llama 2 chat format, loss on answers only."),
+    "gatt": Stage("polyglot_llama.train.gatt", "GattConfig", "Build Ghost Attention training data (multi-turn, instruction in turn 1)."),
+    "reward": Stage("polyglot_llama.train.reward", "RewardConfig", "Train a helpfulness or safety reward model with the margin ranking loss."),
+    "reward eval": Stage("polyglot_llama.evaluation.reward_eval", "RewardEvalConfig", "Reward-model accuracy per language and strength, plots and tables."),
+    "rejection-sampling": Stage("polyglot_llama.rlhf.rejection_sampling", "RejectionSamplingConfig", "Best-of-K sampling scored by the reward models, then SFT on the pool."),
+    "ppo": Stage("polyglot_llama.rlhf.ppo", "PPOConfig", "PPO on the combined reward with a KL penalty to the reference policy."),
+    "rlhf": Stage("polyglot_llama.rlhf.driver", "RLHFConfig", "Iterate rejection-sampling rounds, then PPO; resumable at round boundaries."),
+    "context-distill": Stage("polyglot_llama.rlhf.context_distillation", "ContextDistillationConfig", "Safety context distillation with a safety preprompt, kept where the safety RM prefers it."),
+    "eval": Stage("polyglot_llama.evaluation.suite", "EvalConfig", "Run an evaluation suite on one or more checkpoints; JSON, Markdown and HTML report."),
+    "demo": Stage("polyglot_llama.demo", "DemoConfig", "Adapt a tiny Llama to a new language end to end on the bundled sample data."),
+}
+
+
+def _top_help() -> str:
+    width = max(map(len, STAGES))
+    lines = ["usage: polyglot-llama <stage> [--config FILE.yaml] [--set key=value ...] [--option value ...]", "", "stages:"]
+    lines += [f"  {name:<{width}}  {stage.help}" for name, stage in STAGES.items()]
+    lines += ["", "Run `polyglot-llama <stage> --help` for a stage's options."]
+    return "\n".join(lines)
+
+
+def _leaf_fields(cls: type, prefix: str = ""):
+    """(dotted name, type, doc) for every field, descending into nested config dataclasses."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp, _ = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(tp):
+            yield from _leaf_fields(tp, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", tp, docs.get(f.name, ""), f
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return repr(f.default_factory())  # type: ignore[misc]
+    return "required"
+
+
+def build_parser(name: str, stage: Stage, config_cls: type) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"polyglot-llama {name}", description=stage.help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flags = [f"--{stage.config_flag}"] + (["--config"] if stage.config_flag != "config" else [])
+    parser.add_argument(*flags, dest="config_file", metavar="FILE.yaml", help="YAML config; flags below override it")
+    parser.add_argument("--set", dest="set_overrides_", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, dotted for nested ones (repeatable)")
+    for dotted, tp, doc, f in _leaf_fields(config_cls):
+        flag = "--" + dotted.replace("_", "-")
+        is_list = typing.get_origin(tp) in (list, tuple)
+        help_text = f"{doc} (default: {_default_text(f)})".replace("%", "%%")
+        if is_list:
+            parser.add_argument(flag, dest=dotted, action="extend", nargs="+", metavar="VALUE", help=help_text)
+        elif tp is bool:
+            parser.add_argument(flag, dest=dotted, nargs="?", const="true", metavar="BOOL", help=help_text)
+        else:
+            parser.add_argument(flag, dest=dotted, metavar=getattr(tp, "__name__", "VALUE").upper(), help=help_text)
+    return parser
+
+
+def _find_stage(argv: list[str]) -> tuple[str, list[str]] | None:
+    for n_words in (2, 1):
+        name = " ".join(argv[:n_words])
+        if name in STAGES:
+            return name, argv[n_words:]
+    return None
+
+
+def resolve(name: str, argv: list[str]):
+    """Parse a stage's command line into its config; returns (config, run function)."""
+    stage = STAGES[name]
+    module = importlib.import_module(stage.module)
+    config_cls = getattr(module, stage.config)
+    args = build_parser(name, stage, config_cls).parse_args(argv)
+    overrides = dict(parse_override(o) for o in args.set_overrides_)
+    for dotted, tp, _, _ in _leaf_fields(config_cls):
+        value = getattr(args, dotted, None)
+        if value is not None:
+            overrides[dotted] = value
+    return load_config(config_cls, args.config_file, overrides), module.run
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    found = _find_stage(argv)
+    if found is None:
+        print(_top_help())
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    name, rest = found
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        cfg, run = resolve(name, rest)
+        result = run(cfg)
+    except UserError as e:
+        print(f"polyglot-llama {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"polyglot-llama {name}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model presets, checkpoint loading/saving and embedding extension."""

@@ -1,0 +1,100 @@
+"""Load and save Hugging Face Llama checkpoint directories (``config.json`` + safetensors + tokenizer).
+
+A model directory written by any stage is self-contained: weights, config and the tokenizer files, so the
+next stage (or `AutoModelForCausalLM.from_pretrained`) needs only the path. Saves go to a temporary sibling
+directory first and are renamed into place, so a killed save never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+SUPPORTED_MODEL_TYPES = ("llama",)
+
+
+def read_model_config(path: str | os.PathLike) -> dict:
+    """Read and check ``config.json`` of a Llama checkpoint directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: model directory not found; give a Hugging Face model directory (config.json + *.safetensors)")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{path}: no config.json; this is not a Hugging Face model directory")
+    config = json.loads(config_file.read_text())
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UserError(f"{path}: model_type {model_type!r} is not a Llama model; polyglot-llama supports {SUPPORTED_MODEL_TYPES}")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"{path}: no *.safetensors weights; convert the checkpoint to safetensors (pickled .bin files are not loaded)")
+    return config
+
+
+def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None, **kwargs):
+    """`LlamaForCausalLM` from a local directory, safetensors only, no remote code."""
+    from transformers import AutoModelForCausalLM
+
+    read_model_config(path)
+    return AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=False, **kwargs
+    )
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """A fast tokenizer from a local directory (``tokenizer.json``); clear error when it is missing."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not (path / "tokenizer.json").is_file():
+        raise UserError(f"{path}: no tokenizer.json; give a Hugging Face tokenizer directory (e.g. from `polyglot-llama tokenizer train`)")
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+
+
+def check_vocab_matches(model, tokenizer, model_path: str | os.PathLike, tokenizer_path: str | os.PathLike) -> None:
+    """The model must have an embedding row for every token id the tokenizer can produce."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise UserError(
+            f"{model_path}: the model has {rows} embedding rows but the tokenizer {tokenizer_path} has {len(tokenizer)} tokens; "
+            "run `polyglot-llama model extend` to resize the model to this tokenizer"
+        )
+
+
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (Path(src) / name).is_file():
+            shutil.copy2(Path(src) / name, Path(dst) / name)
+
+
+def save_checkpoint(model, output: str | os.PathLike, tokenizer=None, tokenizer_dir: str | os.PathLike | None = None,
+                    extra_files: dict[str, str] | None = None) -> Path:
+    """Atomically write ``model`` (safetensors), its tokenizer and extra text files to ``output``."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer_dir is not None:
+            copy_tokenizer_files(tokenizer_dir, tmp)
+        elif tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        if output.exists():
+            old = output.with_name(f".{output.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(output, old)
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return output
