@@ -1,0 +1,371 @@
+"""`polyglot-llama corpus mix`: plan a multi-language mixture by token budgets and write it as shards.
+
+Two passes over the sources. Pass 1 tokenises every document with the *target* tokenizer (the extended one
+the model will train with) and keeps only its token count and duplicate-cluster size (cached under
+``OUTPUT/token_counts/``, so changing weights and rerunning does not re-tokenise). The plan then follows
+`sampling`: language budgets → source budgets → integer copies per document. Pass 2 streams the sources
+again, sends each drawn copy to a random shard, and finally shuffles every shard in memory (shards are
+bounded by ``tokens_per_shard``), so memory stays flat however large the corpus is.
+
+Outputs under ``OUTPUT/``: ``mixture/mixture-NNNNN.jsonl.gz`` ({"text", "lang", "source"[, "id"]}: what
+`polyglot-llama pretrain` reads), ``manifest.json`` (shards with documents/tokens per language),
+``report.md`` / ``report.json`` (per source: tokens available, planned, drawn, epochs, share),
+``rejected.jsonl`` (unreadable records with file, line and reason) and the resolved config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..config import write_resolved_config
+from ..errors import UserError
+from ..io import RejectCounter, expand_inputs, iter_records, write_json, write_jsonl, write_text
+from ..languages import normalize_language
+from . import sampling
+
+
+@dataclass
+class SourceConfig:
+    name: str = ""
+    """Short unique name used in the report and in each output record's ``source`` (default: lang_index)."""
+    lang: str = ""
+    """Language of every document in this source (ISO 639 code such as ko, kor or kor_Hang)."""
+    paths: list[str] = field(default_factory=list)
+    """Globs of JSONL(.gz/.zst) or Parquet files with a text field."""
+    upsample: float = 1.0
+    """Weight of this source relative to the other sources of its language (Llama 2 up-sampled factual sources)."""
+    rehydrate: bool = False
+    """Repeat documents by their duplicate-cluster size with the `rehydration` table (FineWeb-2)."""
+
+    def __post_init__(self):
+        if not self.lang:
+            raise UserError(f"source '{self.name or '?'}': key 'lang' is required, e.g. lang: ko")
+        self.lang = normalize_language(self.lang)
+        if not self.paths:
+            raise UserError(f"source '{self.name or self.lang}': key 'paths' is required (globs of JSONL/Parquet files)")
+        if not self.upsample > 0:
+            raise UserError(f"source '{self.name or self.lang}': key 'upsample' is {self.upsample}; it must be positive")
+
+
+@dataclass
+class ReplayConfig:
+    lang: str = "en"
+    """The language replayed to prevent forgetting (normally the base model's main language)."""
+    share: float | None = None
+    """Fixed share of the total budget for `lang`, in [0, 1) (Swallow: about 0.1); unset = no fixed replay."""
+
+    def __post_init__(self):
+        self.lang = normalize_language(self.lang)
+        if self.share is not None and not 0 <= self.share < 1:
+            raise UserError(f"key 'replay.share' is {self.share}; it must lie in [0, 1), e.g. 0.1 for 90:10 target:English")
+
+
+@dataclass
+class MixConfig:
+    tokenizer: str = ""
+    """Target tokenizer directory (the one the model trains with): token counts are measured with it."""
+    output: str = ""
+    """Output directory: mixture/*.jsonl.gz, manifest.json, report.md, report.json."""
+    sources: list[SourceConfig] = field(default_factory=list)
+    """Sources: [{name, lang, paths, upsample, rehydrate}, ...]."""
+    method: Literal["temperature", "unimax", "weights"] = "temperature"
+    """How languages share the budget: temperature (p ∝ n^alpha), unimax (uniform, capped) or weights."""
+    alpha: float = 0.3
+    """Temperature exponent: 1 = natural proportions, 0 = uniform (XLM-R / mT5: 0.3)."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """Language weights for method=weights, e.g. {ko: 9, en: 1}; normalised to sum to 1."""
+    max_epochs: float = 4.0
+    """UniMax: at most this many passes over any language's data (Chung et al. 2023 use 1-5)."""
+    total_tokens: int = 0
+    """Tokens to draw in total; 0 = as many as all sources hold together."""
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    """Replay language and its fixed share of the budget."""
+    rehydration: dict[str, float] = field(default_factory=lambda: {str(k): v for k, v in sampling.FINEWEB2_REHYDRATION.items()})
+    """Cluster-size threshold → copies, for sources with rehydrate: true (default: FineWeb-2's table)."""
+    cluster_size_field: str = "minhash_cluster_size"
+    """Record field (top level or under "metadata") holding the duplicate-cluster size from `corpus build`."""
+    text_field: str = "text"
+    """Name of the text field in the input records."""
+    tokens_per_shard: int = 50_000_000
+    """Approximate tokens per output shard."""
+    batch_size: int = 1000
+    """Documents per tokenizer batch (the Rust tokenizer encodes a batch on all cores)."""
+    seed: int = 0
+    """Seed of the draw and of the shuffle: the same config gives byte-identical shards."""
+    write_shards: bool = True
+    """false: only plan and write the report (a dry run for tuning weights)."""
+
+    def __post_init__(self):
+        if not self.tokenizer:
+            raise UserError("key 'tokenizer' is required: the tokenizer directory the model trains with")
+        if not self.output:
+            raise UserError("key 'output' is required: the directory for the mixture and its report")
+        if not self.sources:
+            raise UserError("key 'sources' is empty; list at least one {name, lang, paths} per language")
+        for i, source in enumerate(self.sources):
+            source.name = source.name or f"{source.lang}_{i}"
+        names = [s.name for s in self.sources]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate:
+            raise UserError(f"key 'sources': name {duplicate!r} is used twice; give each source a unique name")
+        if not 0 <= self.alpha <= 1:
+            raise UserError(f"key 'alpha' is {self.alpha}; it must lie in [0, 1] (0.3 as in XLM-R/mT5)")
+        if self.method == "weights":
+            if not self.weights:
+                raise UserError("method 'weights' needs key 'weights', e.g. {ko: 9, en: 1}")
+            self.weights = sampling.normalize_weights({normalize_language(k): v for k, v in self.weights.items()})
+        if self.method == "unimax" and not self.max_epochs > 0:
+            raise UserError(f"key 'max_epochs' is {self.max_epochs}; UniMax needs a positive epoch cap, e.g. 4")
+        for key in ("total_tokens", "tokens_per_shard", "batch_size"):
+            if getattr(self, key) < (0 if key == "total_tokens" else 1):
+                raise UserError(f"key '{key}' is {getattr(self, key)}; it must be {'≥ 0' if key == 'total_tokens' else 'positive'}")
+        for threshold, weight in self.rehydration.items():
+            if not str(threshold).isdigit() or int(threshold) < 1 or weight < 0:
+                raise UserError(f"key 'rehydration.{threshold}': thresholds are cluster sizes ≥ 1 and weights ≥ 0")
+
+    def rehydration_table(self) -> dict[int, float]:
+        return {int(k): float(v) for k, v in self.rehydration.items()}
+
+
+@dataclass
+class SourceCounts:
+    """Per-document arrays of one source, in file order: tokens [D] and duplicate-cluster size [D]."""
+    files: list[str]
+    tokens: np.ndarray
+    cluster_sizes: np.ndarray
+
+
+def _cluster_size(record: dict, key: str) -> int:
+    value = record.get(key, (record.get("metadata") or {}).get(key, 1))
+    return max(int(value), 1) if isinstance(value, (int, float)) and not isinstance(value, bool) else 1
+
+
+def _fingerprint(files: list[str], tokenizer, cfg: MixConfig) -> str:
+    h = hashlib.sha256()
+    for path in files:
+        st = os.stat(path)
+        h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(f"{cfg.text_field}|{cfg.cluster_size_field}".encode())
+    return h.hexdigest()[:16]
+
+
+def count_tokens(source: SourceConfig, tokenizer, cfg: MixConfig, rejects: RejectCounter) -> SourceCounts:
+    """Pass 1: tokens and cluster size of every readable document of ``source`` (cached by fingerprint)."""
+    files = expand_inputs(source.paths)
+    cache = Path(cfg.output) / "token_counts" / f"{source.name}.{_fingerprint(files, tokenizer, cfg)}.npz"
+    if cache.is_file():
+        with np.load(cache) as saved:
+            for r in json.loads(str(saved["rejected"])):
+                rejects.add(**r)
+            return SourceCounts(files, saved["tokens"], saved["cluster_sizes"])
+    local = RejectCounter()
+    tokens: list[int] = []
+    sizes: list[int] = []
+    batch: list[str] = []
+    encode = tokenizer.backend_tokenizer.encode_batch_fast
+
+    def flush():
+        tokens.extend(len(e.ids) for e in encode(batch, add_special_tokens=False))
+        batch.clear()
+
+    for record in tqdm(iter_records(files, local, text_field=cfg.text_field), desc=f"count {source.name}", unit="doc"):
+        batch.append(record[cfg.text_field])
+        sizes.append(_cluster_size(record, cfg.cluster_size_field))
+        if len(batch) >= cfg.batch_size:
+            flush()
+    flush()
+    counts = SourceCounts(files, np.array(tokens, dtype=np.int64), np.array(sizes, dtype=np.int64))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for stale in cache.parent.glob(f"{source.name}.*.npz"):  # counts of older versions of these files
+        stale.unlink()
+    with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
+        np.savez(tmp, tokens=counts.tokens, cluster_sizes=counts.cluster_sizes, rejected=json.dumps(local.rejected))
+    os.replace(tmp.name, cache)
+    for r in local.rejected:
+        rejects.add(**r)
+    return counts
+
+
+def plan(cfg: MixConfig, counts: dict[str, SourceCounts]) -> dict:
+    """Token budgets per language and per source, and the per-document weights the draw uses."""
+    available_by_lang: dict[str, float] = {}
+    for source in cfg.sources:
+        available_by_lang[source.lang] = available_by_lang.get(source.lang, 0) + float(counts[source.name].tokens.sum())
+    empty = [lang for lang, n in available_by_lang.items() if n <= 0]
+    if empty:
+        files = [f for s in cfg.sources if s.lang == empty[0] for f in counts[s.name].files]
+        raise UserError(f"language {empty[0]!r} has no data: no non-empty '{cfg.text_field}' in {', '.join(files[:3])}; fix the paths or drop the source")
+    total = float(cfg.total_tokens or sum(available_by_lang.values()))
+    lang_budget = sampling.language_budgets(
+        available_by_lang, total, cfg.method, alpha=cfg.alpha, weights=cfg.weights, max_epochs=cfg.max_epochs,
+        replay_lang=cfg.replay.lang if cfg.replay.share is not None else None, replay_share=cfg.replay.share,
+    )
+    table = cfg.rehydration_table()
+    doc_weights, effective = {}, {}
+    for source in cfg.sources:
+        c = counts[source.name]
+        w = sampling.rehydration_weights(c.cluster_sizes, table) if source.rehydrate else np.ones(len(c.tokens))
+        doc_weights[source.name] = w * (c.tokens > 0)  # an empty document can never fill any budget
+        effective[source.name] = source.upsample * float((c.tokens * doc_weights[source.name]).sum())
+    source_budget = {}
+    for lang, budget in lang_budget.items():
+        members = {s.name: effective[s.name] for s in cfg.sources if s.lang == lang}
+        source_budget.update(sampling.split_budget(budget, members))
+    return {"total": total, "available_by_lang": available_by_lang, "lang_budget": lang_budget,
+            "source_budget": source_budget, "effective": effective, "doc_weights": doc_weights}
+
+
+def _write_shards(cfg: MixConfig, copies: dict[str, np.ndarray], counts: dict[str, SourceCounts],
+                  rng: np.random.Generator) -> list[dict]:
+    """Pass 2: scatter drawn copies to random shards, shuffle each shard, swap the directory into place."""
+    drawn_tokens = sum(int((copies[n] * counts[n].tokens).sum()) for n in copies)
+    n_shards = max(1, math.ceil(drawn_tokens / cfg.tokens_per_shard))
+    final = Path(cfg.output) / "mixture"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=".mixture."))
+    try:
+        parts = [open(work / f"part-{i:05d}.jsonl", "w", encoding="utf-8") for i in range(n_shards)]
+        try:
+            for source in cfg.sources:
+                c = copies[source.name]
+                targets = rng.integers(n_shards, size=int(c.sum()))  # shard of every copy, in document order
+                ends = np.cumsum(c)
+                wanted = iter(np.flatnonzero(c))
+                next_doc = next(wanted, None)
+                records = iter_records(counts[source.name].files, RejectCounter(), text_field=cfg.text_field)
+                for index, record in enumerate(tqdm(records, desc=f"write {source.name}", unit="doc", total=len(c))):
+                    if index != next_doc:
+                        continue
+                    out = {"text": record[cfg.text_field], "lang": source.lang, "source": source.name}
+                    if "id" in record:
+                        out["id"] = record["id"]
+                    line = json.dumps(out, ensure_ascii=False) + "\n"
+                    for shard in targets[ends[index] - c[index]:ends[index]]:
+                        parts[shard].write(line)
+                    next_doc = next(wanted, None)
+        finally:
+            for f in parts:
+                f.close()
+        shards = []
+        for i in range(n_shards):
+            lines = (work / f"part-{i:05d}.jsonl").read_text(encoding="utf-8").splitlines()
+            (work / f"part-{i:05d}.jsonl").unlink()
+            records = [json.loads(lines[j]) for j in rng.permutation(len(lines))]
+            name = f"mixture-{i:05d}.jsonl.gz"
+            write_jsonl(work / name, records)
+            shards.append({"path": f"mixture/{name}", "documents": len(records),
+                           "documents_by_lang": _count_by(records, "lang")})
+        old = final.with_name(".mixture.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(work, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return shards
+
+
+def _count_by(records: list[dict], key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        out[r[key]] = out.get(r[key], 0) + 1
+    return out
+
+
+def write_reports(cfg: MixConfig, counts: dict[str, SourceCounts], planned: dict, copies: dict[str, np.ndarray],
+                  shards: list[dict], rejects: RejectCounter) -> dict:
+    """report.json, report.md and (with shards) manifest.json: available, planned and drawn tokens, epochs, shares."""
+    drawn = {n: int((copies[n] * counts[n].tokens).sum()) for n in copies}
+    total_drawn = max(sum(drawn.values()), 1)
+    sources = []
+    for s in cfg.sources:
+        available = int(counts[s.name].tokens.sum())
+        sources.append({
+            "name": s.name, "lang": s.lang, "files": len(counts[s.name].files), "documents": len(counts[s.name].tokens),
+            "upsample": s.upsample, "rehydrate": s.rehydrate, "tokens_available": available,
+            "tokens_effective": round(planned["effective"][s.name]), "tokens_planned": round(planned["source_budget"][s.name]),
+            "tokens_drawn": drawn[s.name], "documents_drawn": int(copies[s.name].sum()),
+            "epochs": drawn[s.name] / available, "share": drawn[s.name] / total_drawn,
+        })
+    languages = {}
+    for lang, available in planned["available_by_lang"].items():
+        got = sum(r["tokens_drawn"] for r in sources if r["lang"] == lang)
+        languages[lang] = {"tokens_available": int(available), "tokens_planned": round(planned["lang_budget"][lang]),
+                           "tokens_drawn": got, "epochs": got / available,
+                           "planned_share": planned["lang_budget"][lang] / planned["total"], "share": got / total_drawn}
+    report = {"method": cfg.method, "alpha": cfg.alpha, "max_epochs": cfg.max_epochs, "weights": cfg.weights,
+              "replay": {"lang": cfg.replay.lang, "share": cfg.replay.share}, "seed": cfg.seed,
+              "tokenizer": cfg.tokenizer, "total_budget": round(planned["total"]), "tokens_drawn": sum(drawn.values()),
+              "languages": languages, "sources": sources, "rejected": rejects.by_reason()}
+    output = Path(cfg.output)
+    write_json(output / "report.json", report)
+    write_text(output / "report.md", _report_markdown(report))
+    if shards:
+        write_json(output / "manifest.json", {
+            "format": "jsonl.gz", "fields": ["text", "lang", "source", "id"], "tokenizer": cfg.tokenizer,
+            "seed": cfg.seed, "method": cfg.method, "tokens_drawn": report["tokens_drawn"],
+            "tokens_drawn_by_lang": {lang: v["tokens_drawn"] for lang, v in languages.items()}, "shards": shards,
+        })
+    return report
+
+
+def _report_markdown(report: dict) -> str:
+    method = {"temperature": f"temperature sampling, alpha = {report['alpha']}",
+              "unimax": f"UniMax, at most {report['max_epochs']} epochs per language",
+              "weights": f"explicit weights {report['weights']}"}[report["method"]]
+    replay = report["replay"]
+    lines = [
+        "# Mixture report", "",
+        f"Method: {method}" + (f"; replay {replay['lang']} = {replay['share']:.1%}" if replay["share"] is not None else ""),
+        f"Budget: {report['total_budget']:,} tokens; drawn: {report['tokens_drawn']:,} (seed {report['seed']}, "
+        f"tokens measured with {report['tokenizer']}).", "",
+        "| language | tokens available | planned | drawn | epochs | planned share | drawn share |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lang, v in report["languages"].items():
+        lines.append(f"| {lang} | {v['tokens_available']:,} | {v['tokens_planned']:,} | {v['tokens_drawn']:,} | "
+                     f"{v['epochs']:.2f} | {v['planned_share']:.2%} | {v['share']:.2%} |")
+    lines += ["", "| source | lang | documents | tokens available | upsample | rehydrate | planned | drawn | epochs | share |",
+              "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in report["sources"]:
+        lines.append(f"| {r['name']} | {r['lang']} | {r['documents']:,} | {r['tokens_available']:,} | {r['upsample']:g} | "
+                     f"{'yes' if r['rehydrate'] else 'no'} | {r['tokens_planned']:,} | {r['tokens_drawn']:,} | "
+                     f"{r['epochs']:.2f} | {r['share']:.2%} |")
+    if report["rejected"]:
+        lines += ["", "Unreadable records (see rejected.jsonl): " + ", ".join(f"{k}: {v}" for k, v in report["rejected"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: MixConfig) -> dict:
+    from ..model.checkpoint import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    output = Path(cfg.output)
+    rejects = RejectCounter()
+    counts = {s.name: count_tokens(s, tokenizer, cfg, rejects) for s in cfg.sources}
+    planned = plan(cfg, counts)
+    rng = np.random.default_rng(cfg.seed)
+    copies = {s.name: sampling.repeat_counts(counts[s.name].tokens, planned["doc_weights"][s.name],
+                                             planned["source_budget"][s.name], rng)
+              for s in cfg.sources}
+    shards = _write_shards(cfg, copies, counts, rng) if cfg.write_shards else []
+    if rejects.count:
+        write_jsonl(output / "rejected.jsonl", rejects.rejected)
+    report = write_reports(cfg, counts, planned, copies, shards, rejects)
+    write_resolved_config(cfg, output, "corpus mix")
+    return {"output": str(output), "shards": len(shards), "tokens_drawn": report["tokens_drawn"],
+            "languages": {lang: round(v["share"], 4) for lang, v in report["languages"].items()},
+            "rejected": rejects.count}
