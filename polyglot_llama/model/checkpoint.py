@@ -1,8 +1,9 @@
 """Load and save Hugging Face Llama checkpoint directories (``config.json`` + safetensors + tokenizer).
 
 A model directory written by any stage is self-contained: weights, config and the tokenizer files, so the
-next stage (or `AutoModelForCausalLM.from_pretrained`) needs only the path. Saves go to a temporary sibling
-directory first and are renamed into place, so a killed save never leaves a half-written checkpoint.
+next stage (or `AutoModelForCausalLM.from_pretrained`) needs only the path. Saves are written to a temporary
+sibling directory first and each finished file is renamed into place, so a killed save never leaves a
+half-written file.
 """
 
 from __future__ import annotations
@@ -74,27 +75,28 @@ def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> None
 
 
 def save_checkpoint(model, output: str | os.PathLike, tokenizer=None, tokenizer_dir: str | os.PathLike | None = None,
-                    extra_files: dict[str, str] | None = None) -> Path:
-    """Atomically write ``model`` (safetensors), its tokenizer and extra text files to ``output``."""
+                    extra_files: dict[str, str] | None = None, state_dict: dict | None = None) -> Path:
+    """Atomically write ``model`` (safetensors), its tokenizer and extra text files to ``output``.
+
+    ``state_dict`` replaces the model's own (a full state gathered from sharded FSDP ranks).
+    """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)
         elif tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        if output.exists():
-            old = output.with_name(f".{output.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
+        output.mkdir(exist_ok=True)
+        # Move file by file: the directory may also hold a run's checkpoints, logs and reports.
+        for stale in output.glob("model*.safetensors*"):
+            stale.unlink()
+        for item in tmp.iterdir():
+            os.replace(item, output / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output

@@ -1,0 +1,1 @@
+"""Training: the one loop, pure loss functions, and one module per stage."""
