@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from polyglot_llama.rlhf.ppo_math import (
+from polyglot_llama.train.losses import (
     entropy_from_logits, gae, kl_penalised_rewards, masked_mean, masked_whiten, per_token_kl, ppo_policy_loss,
     ppo_value_loss,
 )
