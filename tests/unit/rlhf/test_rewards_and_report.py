@@ -1,0 +1,59 @@
+"""Programmatic rewards, PPO reward shaping and the best-of-K statistics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from polyglot_llama.errors import UserError
+from polyglot_llama.rlhf.prompts import Prompt
+from polyglot_llama.rlhf.rewards import RewardConfig, RewardScorer, script_share, shape_rewards
+from polyglot_llama.rlhf.rs_report import expected_best_of_k, language_stats
+
+
+def test_script_share_counts_letters_of_the_language_script():
+    assert script_share("안녕 hello", "ko") == pytest.approx(2 / 7)
+    assert script_share("Привет, мир!", "ru") == 1.0
+    assert script_share("東京とカタカナ", "ja") == 1.0
+    assert script_share("Guten Tag", "de") == 1.0
+    assert script_share("1234 !!", "en") == 0.0  # no letters
+    assert script_share("", "ko") == 0.0
+
+
+def test_scorer_target_script():
+    scorer = RewardScorer(RewardConfig(kind="target_script"))
+    prompts = [Prompt("a", "ko", [{"role": "user", "content": "x"}]), Prompt("b", "en", [{"role": "user", "content": "x"}])]
+    assert scorer(prompts, ["한국어", "한국어"]).tolist() == [1.0, 0.0]
+
+
+def test_reward_models_kind_needs_a_model():
+    with pytest.raises(UserError, match="helpfulness_model"):
+        RewardConfig(kind="reward_models")
+
+
+def test_shape_rewards_logit_whiten():
+    scores = torch.tensor([0.5, 0.880797, 0.119203])  # logits 0, 2, -2
+    shaped = shape_rewards(scores, "logit_whiten")
+    std = math.sqrt(8 / 3)
+    assert torch.allclose(shaped, torch.tensor([0.0, 2 / std, -2 / std]), atol=1e-4)
+    assert torch.allclose(shape_rewards(scores, "none"), scores)
+    assert torch.isfinite(shape_rewards(torch.tensor([0.0, 1.0]), "logit_whiten")).all()
+
+
+def test_expected_best_of_k_hand_computed():
+    # one prompt, K = 3 samples 1, 2, 3: E[max of 1] = 2; E[max of 2] over pairs {12,13,23} = (2+3+3)/3; max of 3 = 3
+    curve = expected_best_of_k(torch.tensor([[3.0, 1.0, 2.0]]))
+    assert torch.allclose(curve, torch.tensor([2.0, 8 / 3, 3.0]))
+    # a curve never falls with k, and averages over prompts
+    curve = expected_best_of_k(torch.tensor([[3.0, 1.0, 2.0], [0.0, 0.0, 3.0]]))
+    assert torch.allclose(curve, torch.tensor([1.5, (8 / 3 + 2.0) / 2, 3.0]))
+
+
+def test_language_stats():
+    stats = language_stats(torch.tensor([[0.0, 1.0], [0.5, 0.5]]), torch.tensor([1.0, 0.75]))
+    assert stats["mean_reward"] == 0.5 and stats["max_reward"] == 1.0
+    assert stats["mean_best_of_k"] == 0.75 and stats["best_of_k_gain"] == 0.25
+    assert stats["pool_mean_reward"] == 0.875
+    assert stats["reward_vs_k"] == [0.5, 0.75]
