@@ -90,6 +90,25 @@ def build_llama_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) 
     return tokenizer
 
 
+# The generic fast class: it takes tokenizer.json as it is. Naming LlamaTokenizerFast instead makes
+# transformers 5 rebuild the pre-tokenizer and drop the normaliser of a legacy Llama-2 tokenizer.json.
+AUTO_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+
+
+def llama_tokenizer_config(model_max_length: int = 4096) -> dict:
+    """The ``tokenizer_config.json`` of a Llama-2-style tokenizer directory."""
+    return {
+        "tokenizer_class": AUTO_TOKENIZER_CLASS,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length,
+    }
+
+
 def save_tokenizer_dir(tokenizer: Tokenizer, output: str | Path, model_max_length: int = 4096,
                        chat_template: str | None = None, extra_config: dict | None = None) -> Path:
     """Write ``tokenizer.json`` + ``tokenizer_config.json`` so AutoTokenizer reproduces the raw ids.
@@ -102,17 +121,7 @@ def save_tokenizer_dir(tokenizer: Tokenizer, output: str | Path, model_max_lengt
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "tokenizer.json") as tmp:
         tokenizer.save(str(tmp))
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": model_max_length,
-        **(extra_config or {}),
-    }
+    config = {**llama_tokenizer_config(model_max_length), **(extra_config or {})}
     if chat_template is not None:
         config["chat_template"] = chat_template
     write_json(output / "tokenizer_config.json", config)

@@ -1,0 +1,135 @@
+"""Append new pieces and merges to a BPE model so that old behaviour is kept exactly.
+
+Why appending is safe: Hugging Face BPE applies, inside each pre-tokenized word, the lowest-ranked merge
+available until none applies. New merges are ranked after every old one, so on any word all old merges fire
+first, exactly as before; a new merge can fire only where its two operands end up adjacent in the old
+segmentation, and old merges never take a new token as an operand. Hence:
+
+* old ids and strings are untouched and new ids follow the old vocabulary (added tokens included);
+* text whose old segmentation contains no new-merge pair keeps its ids. With ``allow_ascii=False`` every new
+  piece contains a non-ASCII character, so pure-ASCII text (English, code, numbers) provably keeps its ids;
+* a new piece is kept only if the extended model reaches it from its characters, checked here by simulating
+  BPE and again afterwards with the real `tokenizers` engine (`unreachable_pieces`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tokenizers import Tokenizer
+
+from .families import SENTENCEPIECE, BaseTokenizer
+
+
+def bpe_segment(word: str, vocab: dict[str, int], ranks: dict[tuple[str, str], int]) -> list[str | None]:
+    """Segment one pre-tokenized word as Hugging Face BPE does: lowest rank first, leftmost on ties.
+
+    Characters missing from ``vocab`` come back as ``None`` (byte fallback: never a merge operand).
+    Pieces are short (a few characters), so the quadratic scan costs microseconds.
+    """
+    symbols: list[str | None] = [c if c in vocab else None for c in word]
+    while len(symbols) > 1:
+        best_rank, best_i = None, -1
+        for i in range(len(symbols) - 1):
+            a, b = symbols[i], symbols[i + 1]
+            if a is None or b is None:
+                continue
+            rank = ranks.get((a, b))
+            if rank is not None and (best_rank is None or rank < best_rank):
+                best_rank, best_i = rank, i
+        if best_rank is None:
+            break
+        symbols[best_i:best_i + 2] = [symbols[best_i] + symbols[best_i + 1]]
+    return symbols
+
+
+@dataclass
+class Extension:
+    """What `plan_extension` decided: new pieces in id order and the merges that produce them."""
+
+    first_id: int
+    pieces: list[str] = field(default_factory=list)
+    merges: list[tuple[str, str]] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+    @property
+    def ids(self) -> list[int]:
+        return list(range(self.first_id, self.first_id + len(self.pieces)))
+
+
+def plan_extension(base: BaseTokenizer, learnt_merges: list[tuple[str, str]], char_counts: Counter,
+                   budget: int, allow_ascii: bool = False, min_frequency: int = 2) -> Extension:
+    """Choose up to ``budget`` new pieces from merges learnt on target text (in learnt order).
+
+    A learnt merge ``(l, r)`` proposes the piece ``l + r``. Characters it needs that the base lacks (byte
+    fallback today) are added first, as plain vocabulary entries, and count against the budget. The piece is
+    added with the merge of the two parts the *extended* model actually splits it into, which may differ
+    from ``(l, r)`` because old merges fire first. Budget left once the learnt merges run out goes to the
+    most frequent still-missing characters.
+    """
+    vocab = dict(base.vocab)
+    reserved = set(base.added_tokens())
+    ranks = {pair: i for i, pair in enumerate(base.merges())}
+    ext = Extension(first_id=base.size())
+
+    def wanted(piece: str) -> bool:
+        return allow_ascii or any(b >= 0x80 for b in base.piece_bytes(piece))
+
+    def add(piece: str, merge: tuple[str, str] | None) -> None:
+        vocab[piece] = ext.first_id + len(ext.pieces)
+        ext.pieces.append(piece)
+        if merge is not None:
+            ranks[merge] = len(ranks)
+            ext.merges.append(merge)
+
+    for left, right in learnt_merges:
+        if len(ext.pieces) >= budget:
+            break
+        piece = left + right
+        if piece in vocab or piece in reserved:
+            continue
+        if not wanted(piece):
+            ext.skipped["ascii-only"] += 1
+            continue
+        # Only SentencePiece-style models have characters outside the vocabulary (byte fallback).
+        missing = list(dict.fromkeys(c for c in piece if c not in vocab)) if base.family == SENTENCEPIECE else []
+        if any(not wanted(c) or c in reserved for c in missing):
+            ext.skipped["needs an ASCII or reserved character"] += 1
+            continue
+        if len(ext.pieces) + len(missing) + 1 > budget:
+            ext.skipped["over budget"] += 1
+            continue
+        trial = {**vocab, **{c: -1 for c in missing}}
+        parts = bpe_segment(piece, trial, ranks)
+        if len(parts) != 2 or None in parts:
+            ext.skipped["unreachable (a part was not added)"] += 1
+            continue
+        for c in missing:
+            add(c, None)
+        add(piece, (parts[0], parts[1]))
+
+    if base.family == SENTENCEPIECE:
+        for char, count in char_counts.most_common():
+            if len(ext.pieces) >= budget or count < min_frequency:
+                break
+            if char not in vocab and char not in reserved and wanted(char):
+                add(char, None)
+    return ext
+
+
+def apply_extension(base: BaseTokenizer, ext: Extension) -> dict:
+    """A new tokenizer.json dict: the base's, with the new pieces and merges appended (nothing else changes)."""
+    data = json.loads(json.dumps(base.data))  # deep copy of plain JSON
+    model = data["model"]
+    model["vocab"].update({piece: i for piece, i in zip(ext.pieces, ext.ids)})
+    as_strings = bool(model["merges"]) and isinstance(model["merges"][0], str)
+    model["merges"].extend(f"{a} {b}" if as_strings else [a, b] for a, b in ext.merges)
+    return data
+
+
+def unreachable_pieces(tokenizer: Tokenizer, pieces: list[str]) -> list[str]:
+    """New pieces that the real BPE engine does not produce from their own characters (should be none)."""
+    return [p for p in pieces if [t.value for t in tokenizer.model.tokenize(p)] != [p]]
+
