@@ -102,7 +102,7 @@ class MixConfig:
     batch_size: int = 1000
     """Documents per tokenizer batch (the Rust tokenizer encodes a batch on all cores)."""
     seed: int = 0
-    """Seed of the draw and of the shuffle: the same config gives byte-identical shards."""
+    """Seed of the draw and of the shuffle: the same config and seed give the same records in the same order."""
     write_shards: bool = True
     """false: only plan and write the report (a dry run for tuning weights)."""
 
@@ -177,7 +177,8 @@ def count_tokens(source: SourceConfig, tokenizer, cfg: MixConfig, rejects: Rejec
     encode = tokenizer.backend_tokenizer.encode_batch_fast
 
     def flush():
-        tokens.extend(len(e.ids) for e in encode(batch, add_special_tokens=False))
+        # Whitespace-only text counts as empty (0 tokens): it would otherwise pass as "▁▁▁" pieces.
+        tokens.extend(len(e.ids) if text.strip() else 0 for text, e in zip(batch, encode(batch, add_special_tokens=False)))
         batch.clear()
 
     for record in tqdm(iter_records(files, local, text_field=cfg.text_field), desc=f"count {source.name}", unit="doc"):
