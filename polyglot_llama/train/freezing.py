@@ -20,12 +20,20 @@ from ..errors import UserError
 class TrainStageConfig:
     name: str = "all"
     """Stage name; its checkpoints go to OUTPUT/stages/<index>_<name>/."""
-    trainable: Literal["all", "new_embeddings", "embeddings"] = "all"
-    """all: every parameter; embeddings: input embeddings + LM head only; new_embeddings: only the rows of new tokens."""
+    trainable: Literal["all", "new_embeddings", "embeddings", "lora"] = "all"
+    """all: every parameter; embeddings: input embeddings + LM head only; new_embeddings: only the rows of new tokens; lora: LoRA adapters on the body + full embeddings and LM head."""
     steps: int = 0
     """Optimizer steps of this stage (0: loop.max_steps, or loop.epochs over the data)."""
     lr: float = 0.0
     """Peak learning rate of this stage (0: optim.lr)."""
+    lora_rank: int = 8
+    """trainable: lora: adapter rank r (Chinese-LLaMA 7B: 8)."""
+    lora_alpha: float = 32.0
+    """trainable: lora: scaling numerator; updates are scaled by lora_alpha / lora_rank (Chinese-LLaMA: 32)."""
+    lora_dropout: float = 0.05
+    """trainable: lora: dropout on the adapter input (Chinese-LLaMA: 0.05)."""
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """trainable: lora: Linear modules that get adapters (default: every attention and MLP projection)."""
 
 
 @dataclass
@@ -44,12 +52,38 @@ def _embedding_params(model) -> list[torch.nn.Parameter]:
     return params
 
 
+def _lora_stage(model, stage: TrainStageConfig) -> StagePlan:
+    """LoRA on the transformer body with embeddings and LM head trained in full (Chinese-LLaMA stage 2).
+
+    When the stage ends the adapters are merged into the base weights (W + (alpha/r)·B·A), so the next
+    stage and the saved checkpoint are a plain Llama that loads without peft.
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise UserError(f"stage '{stage.name}' uses trainable: lora, which needs peft: pip install 'polyglot-llama[lora]'") from None
+    if stage.lora_rank < 1 or not stage.lora_targets:
+        raise UserError(f"stage '{stage.name}': lora_rank must be ≥ 1 and lora_targets non-empty (e.g. [q_proj, v_proj])")
+    config = LoraConfig(r=stage.lora_rank, lora_alpha=stage.lora_alpha, lora_dropout=stage.lora_dropout,
+                        target_modules=list(stage.lora_targets), task_type="CAUSAL_LM")
+    try:
+        peft_model = get_peft_model(model, config)  # freezes every base parameter
+    except ValueError as e:
+        raise UserError(f"stage '{stage.name}': lora_targets {stage.lora_targets} do not match the model's modules ({e})") from None
+    for p in _embedding_params(peft_model):
+        p.requires_grad_(True)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    return StagePlan(peft_model, params, finish=lambda trained: trained.merge_and_unload())
+
+
 def prepare_stage(model, stage: TrainStageConfig, new_token_ids: list[int] | None) -> StagePlan:
     """Set ``requires_grad`` for ``stage`` and return what the loop should optimise."""
     if stage.trainable == "all":
         for p in model.parameters():
             p.requires_grad_(True)
         return StagePlan(model, [p for p in model.parameters()])
+    if stage.trainable == "lora":
+        return _lora_stage(model, stage)
     for p in model.parameters():
         p.requires_grad_(False)
     params = _embedding_params(model)
