@@ -32,8 +32,8 @@ class LidModel:
 
     def predict(self, text: str, k: int = 1) -> list[tuple[str, float]]:
         """Top-``k`` (language code, probability) pairs for one text; newlines are treated as spaces."""
-        line = " ".join(text.split())
-        if not line:
+        line = text.replace("\n", " ")  # fastText reads one line; it splits words on any whitespace itself
+        if not line.strip():
             return [(UNDETERMINED, 0.0)]
         # The C++ entry point directly: fastText's Python wrapper adds a numpy copy per call.
         pairs = self.fasttext_model.f.predict(line + "\n", k, 0.0, "replace")
@@ -41,8 +41,8 @@ class LidModel:
 
     def script_of(self, text: str) -> str:
         """The script suffix a GlotLID-style model predicts (``Hang``), or ``""`` for lid.176-style models."""
-        line = " ".join(text.split())
-        if not line or self.scheme != "glotlid":
+        line = text.replace("\n", " ")
+        if not line.strip() or self.scheme != "glotlid":
             return ""
         ((_, label),) = self.fasttext_model.f.predict(line + "\n", 1, 0.0, "replace")
         return self.label_scripts.get(label, "")

@@ -1,0 +1,228 @@
+"""`polyglot-llama corpus build`: a recipe → datatrove stages → kept/, rejected/, stats.json, stats.md.
+
+Stages (each a datatrove executor with its own completion markers under ``work/logs/<stage>/``, so a killed
+run resumes without redoing finished tasks; the same stages run on local processes, Slurm or Ray):
+
+1. ``filter`` (tasks): read → LID tag → recipe filters → PII → ``work/filtered/<rank>.jsonl.gz``
+   (+ exact-dedup hashes of normalised text)
+2. ``exact_find`` (1 task): datatrove `ExactFindDedups`
+3. ``minhash_signatures`` (tasks): filtered shard minus exact copies → datatrove `MinhashDedupSignature`
+4. ``minhash_buckets`` (num_buckets tasks), 5. ``minhash_clusters`` (1 task): datatrove's LSH stages
+6. ``write`` (tasks): filtered shard → exact dedup → MinHash dedup (cluster size kept) → ``kept/``
+7. ``report`` (1 task): ``stats.json`` + ``stats.md``
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from datatrove.data import Document
+from datatrove.pipeline.dedup import MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
+from datatrove.pipeline.dedup import MinhashDedupSignature
+from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupFilter, ExactDedupSignature
+from datatrove.pipeline.dedup.exact_dedup import ExactFindDedups
+from datatrove.pipeline.writers.jsonl import JsonlWriter
+from datatrove.pipeline.writers.parquet import ParquetWriter
+from datatrove.utils.text import simplify_text
+
+from ..config import to_dict, write_resolved_config
+from ..errors import UserError
+from ..io import expand_inputs, read_json, write_json
+from .accounting import AccountedDatatroveFilter
+from .language_steps import LanguageFilter, LanguageTagger
+from .lid import load_lid_model
+from .pii import PiiMasker
+from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist
+from .reader import RecordReader, ShardReader
+from .recipe import CorpusBuildConfig, for_language
+from .words import ScriptWordTokenizer
+
+__all__ = ["CorpusBuildConfig", "run"]
+
+# Keys that may change between a run and its resumption without invalidating finished tasks.
+_RUNTIME_KEYS = ("executor", "workers", "resume", "slurm", "ray")
+
+
+def normalised_text(doc: Document) -> str:
+    """What exact dedup hashes: lower-cased, whitespace-collapsed, punctuation-free text (datatrove)."""
+    return simplify_text(doc.text)
+
+
+def _kept_record(writer, doc: Document) -> dict:
+    metadata = dict(doc.metadata)
+    return {
+        "id": doc.id,
+        "text": doc.text,
+        "lang": metadata.pop("language"),
+        "language_score": metadata.pop("language_score"),
+        "duplicate_count": metadata.pop("duplicate_count", 0),  # exact copies removed
+        "minhash_cluster_size": metadata.pop("minhash_cluster_size", 1),  # near-duplicate cluster size
+        "source_file": metadata.pop("source_file", ""),
+        "metadata": metadata,
+    }
+
+
+def _kept_parquet_record(writer, doc: Document) -> dict:
+    record = _kept_record(writer, doc)
+    record["metadata"] = json.dumps(record["metadata"], ensure_ascii=False, default=str)
+    return record  # fixed columns: Parquet needs one schema for every batch
+
+
+def _filter_steps(cfg: CorpusBuildConfig, files: list[str], rejected: str) -> list:
+    """Reader, LID tagger and the recipe's filters, in recipe order."""
+    def per_language(section) -> dict[str, dict]:
+        return {lang: for_language(section, lang) for lang in ["default", *cfg.languages]}
+
+    def ngram_pairs(params: dict[str, dict]) -> dict[str, dict]:
+        for p in params.values():  # YAML gives [[2, 0.2], ...]; datatrove wants ((2, 0.2), ...) with int n
+            p["top_n_grams"] = tuple((int(n), float(f)) for n, f in p["top_n_grams"])
+            p["dup_n_grams"] = tuple((int(n), float(f)) for n, f in p["dup_n_grams"])
+        return params
+
+    steps = [RecordReader(files, cfg.text_field, cfg.id_field, rejected), LanguageTagger(cfg.lid.model)]
+    for name in cfg.steps:
+        if name == "language":
+            lid = per_language(cfg.lid)
+            steps.append(LanguageFilter(cfg.languages, {lang: lid[lang]["threshold"] for lang in cfg.languages},
+                                        {lang: lid[lang]["min_script_ratio"] for lang in cfg.languages}, rejected))
+        elif name == "blocklist":
+            steps.append(DomainBlocklistFilter(read_blocklist(cfg.blocklist.file), cfg.blocklist.url_field, rejected))
+        elif name == "gopher_repetition":
+            steps.append(PerLanguageFilter(name, ngram_pairs(per_language(cfg.gopher_repetition)),
+                                           cfg.segmenter, rejected))
+        elif name in ("gopher_quality", "fineweb_quality"):
+            steps.append(PerLanguageFilter(name, per_language(getattr(cfg, name)), cfg.segmenter, rejected))
+        elif name == "pii":
+            steps.append(PiiMasker(cfg.pii.emails, cfg.pii.ips, cfg.pii.phones))
+    return steps
+
+
+def _kept_writers(cfg: CorpusBuildConfig, out: Path) -> list:
+    writers = [JsonlWriter(str(out / "kept"), output_filename="${rank}.jsonl.gz", adapter=_kept_record)]
+    if cfg.parquet:
+        writers.append(ParquetWriter(str(out / "kept"), output_filename="${rank}.parquet", adapter=_kept_parquet_record))
+    return writers
+
+
+def build_stages(cfg: CorpusBuildConfig, files: list[str]) -> list[tuple[str, list, int]]:
+    """The (stage name, pipeline, number of tasks) list for ``cfg``."""
+    out, work = Path(cfg.output), Path(cfg.output) / "work"
+    rejected, filtered = str(out / "rejected"), str(work / "filtered")
+    exact = "exact_dedup" in cfg.steps
+    minhash = "minhash_dedup" in cfg.steps
+    exact_config = ExactDedupConfig(content_getter=normalised_text)
+    minhash_config = MinhashConfig(n_grams=cfg.minhash.n_grams, num_buckets=cfg.minhash.num_buckets,
+                                   hashes_per_bucket=cfg.minhash.hashes_per_bucket, seed=cfg.minhash.seed)
+    exact_sigs, exact_dups = str(work / "exact" / "sigs"), str(work / "exact" / "dups")
+    minhash_dir = work / "minhash"
+
+    first = _filter_steps(cfg, files, rejected)
+    if not (exact or minhash):
+        return [("filter", first + _kept_writers(cfg, out), cfg.tasks)]
+    first.append(JsonlWriter(filtered, output_filename="${rank}.jsonl.gz"))
+    if exact:
+        first.append(ExactDedupSignature(exact_sigs, exact_config))
+    stages = [("filter", first, cfg.tasks)]
+    if exact:
+        stages.append(("exact_find", [ExactFindDedups(exact_sigs, exact_dups, exact_config)], 1))
+    if minhash:
+        signature_input = [ShardReader(filtered)] + ([ExactDedupFilter(exact_dups, exact_config)] if exact else [])
+        stages += [
+            ("minhash_signatures", signature_input + [MinhashDedupSignature(
+                str(minhash_dir / "signatures"), minhash_config, language=ScriptWordTokenizer())], cfg.tasks),
+            ("minhash_buckets", [MinhashDedupBuckets(str(minhash_dir / "signatures"), str(minhash_dir / "buckets"),
+                                                     config=minhash_config)], cfg.minhash.num_buckets),
+            ("minhash_clusters", [MinhashDedupCluster(str(minhash_dir / "buckets"), str(minhash_dir / "clusters"),
+                                                      config=minhash_config, save_cluster_size=True)], 1),
+        ]
+    final = [ShardReader(filtered)]
+    if exact:
+        final.append(AccountedDatatroveFilter(ExactDedupFilter(exact_dups, exact_config),
+                                              "exact_dedup", "exact_duplicate", rejected))
+    if minhash:
+        final.append(AccountedDatatroveFilter(MinhashDedupFilter(str(minhash_dir / "clusters"), load_cluster_sizes=True),
+                                              "minhash_dedup", "near_duplicate", rejected))
+    stages.append(("write", final + _kept_writers(cfg, out), cfg.tasks))
+    return stages
+
+
+def accounted_steps(cfg: CorpusBuildConfig) -> list[str]:
+    """Names of the steps that appear in the statistics, in order."""
+    return ["read", "lid", *cfg.steps]
+
+
+def _executor(cfg: CorpusBuildConfig, name: str, pipeline: list, tasks: int, logs: Path, depends):
+    logging_dir = str(logs / name)
+    if cfg.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(cfg.local_workers, tasks),
+                                     logging_dir=logging_dir, depends=depends)
+    if cfg.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        return SlurmPipelineExecutor(
+            pipeline, tasks=tasks, time=cfg.slurm.time, partition=cfg.slurm.partition,
+            cpus_per_task=cfg.slurm.cpus_per_task, mem_per_cpu_gb=cfg.slurm.mem_per_cpu_gb,
+            workers=cfg.workers, job_name=f"corpus_{name}", env_command=cfg.slurm.env_command or None,
+            logging_dir=logging_dir, depends=depends)
+    try:
+        from datatrove.executor.ray import RayPipelineExecutor
+        import ray  # noqa: F401
+    except ImportError:
+        raise UserError("executor ray needs Ray: pip install 'polyglot-llama[ray]'") from None
+    return RayPipelineExecutor(pipeline, tasks=tasks, workers=cfg.workers, depends=depends, logging_dir=logging_dir,
+                               cpus_per_task=cfg.ray.cpus_per_task, mem_per_cpu_gb=cfg.ray.mem_per_cpu_gb)
+
+
+def _prepare_output(cfg: CorpusBuildConfig, out: Path) -> None:
+    """Start over (resume: false) or check that a previous run in ``out`` used the same recipe."""
+    fingerprint_file = out / "work" / "recipe.json"
+    fingerprint = {k: v for k, v in to_dict(cfg).items() if k not in _RUNTIME_KEYS}
+    if not cfg.resume:
+        for name in ("kept", "rejected", "work", "stats.json", "stats.md"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    elif fingerprint_file.is_file():
+        previous = read_json(fingerprint_file)
+        changed = sorted(k for k in fingerprint.keys() | previous.keys() if fingerprint.get(k) != previous.get(k))
+        if changed:
+            raise UserError(f"{out} holds a run with a different recipe ('{changed[0]}' differs); use a new "
+                            "--output, or --resume false to delete it and start over")
+    write_json(fingerprint_file, fingerprint)
+
+
+def run(cfg: CorpusBuildConfig) -> dict:
+    if not cfg.input:
+        raise UserError("input: give the raw text, e.g. --input 'raw/*.jsonl.gz'")
+    if not cfg.output:
+        raise UserError("output: give an output directory, e.g. --output corpus/ko")
+    files = expand_inputs(cfg.input)
+    model = load_lid_model(cfg.lid.model or None)  # fetches the default once, before any worker starts
+    unknown = [lang for lang in cfg.languages if lang not in set(model.label_codes.values())]
+    if unknown:
+        raise UserError(f"languages: the LID model {model.path.name} cannot recognise {unknown[0]!r}; "
+                        "use a model that covers it (lid.model) or fix the code")
+    out = Path(cfg.output)
+    _prepare_output(cfg, out)
+    write_resolved_config(cfg, out, "corpus build")
+
+    stages = build_stages(cfg, files)
+    logs = out / "work" / "logs"
+    from .report import ReportStep
+
+    meta = {"output": str(out), "languages": cfg.languages, "input_files": len(files), "recipe_steps": cfg.steps}
+    stages.append(("report", [ReportStep(str(out), str(logs), [s[0] for s in stages], accounted_steps(cfg), meta)], 1))
+    executor = None
+    for name, pipeline, tasks in stages:
+        executor = _executor(cfg, name, pipeline, tasks, logs, executor)
+    executor.run()  # runs (or submits) every stage it depends on first
+    stats_file = out / "stats.json"
+    if not stats_file.is_file():  # Slurm: submitted, the report stage writes it when the jobs finish
+        return {"output": str(out), "executor": cfg.executor, "submitted_stages": [s[0] for s in stages]}
+    report = read_json(stats_file)
+    return {key: report[key] for key in ("output", "documents_in", "documents_kept", "documents_rejected",
+                                         "characters_in", "characters_kept", "kept_by_language")} | {
+        "stats": str(stats_file), "kept": str(out / "kept"), "rejected": str(out / "rejected")}
