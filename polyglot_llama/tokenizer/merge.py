@@ -123,6 +123,11 @@ def apply_extension(base: BaseTokenizer, ext: Extension) -> dict:
     """A new tokenizer.json dict: the base's, with the new pieces and merges appended (nothing else changes)."""
     data = json.loads(json.dumps(base.data))  # deep copy of plain JSON
     model = data["model"]
+    # `tokenizers` ignores the ids stored for added tokens that the model vocabulary lacks and renumbers
+    # them from the model's size (Llama 3's specials sit after its 128,000 pieces). Once new pieces follow
+    # them, that renumbering would collide; listing the added tokens in the model vocabulary pins their ids.
+    for content, id_ in base.added_tokens().items():
+        model["vocab"].setdefault(content, id_)
     model["vocab"].update({piece: i for piece, i in zip(ext.pieces, ext.ids)})
     as_strings = bool(model["merges"]) and isinstance(model["merges"][0], str)
     model["merges"].extend(f"{a} {b}" if as_strings else [a, b] for a, b in ext.merges)
