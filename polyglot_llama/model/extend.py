@@ -1,0 +1,135 @@
+"""`polyglot-llama model extend`: resize a model's input embeddings and LM head to an extended tokenizer.
+
+Old rows (ids of the model's own tokenizer) are copied bit for bit; rows of the new ids are initialised
+by `embedding_init` (``subword-mean`` by default); rows added only to reach ``pad_to_multiple_of`` get the
+mean of the old rows (no token maps to them; a multiple of 64 makes the LM-head matmul faster on GPUs).
+The output directory is a normal HF checkpoint plus ``new_tokens.json``, which continued pretraining reads
+to train only the new rows first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tokenizers import Tokenizer
+
+from ..config import write_resolved_config
+from ..errors import UserError
+from .checkpoint import load_causal_lm, read_model_config, save_checkpoint
+from .embedding_init import new_rows, old_subword_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelExtendConfig:
+    model: str = ""
+    """Model directory (HF Llama checkpoint) whose tokenizer the new tokenizer extends."""
+    tokenizer: str = ""
+    """Extended tokenizer directory (from `polyglot-llama tokenizer extend`)."""
+    init: Literal["mean", "subword-mean", "random"] = "subword-mean"
+    """New rows: mean of the rows of the old pieces of each new token (subword-mean), mean of all old rows, or random."""
+    output: str = ""
+    """Directory to write the extended model (weights, config, tokenizer files, new_tokens.json)."""
+    pad_to_multiple_of: int = 0
+    """Round the number of embedding rows up to a multiple of this (64 is fast on GPUs); 0 = no padding."""
+    base_tokenizer: str = ""
+    """The model's own (old) tokenizer directory; default: the tokenizer files inside --model."""
+    seed: int = 0
+    """Seed of the random init."""
+
+    def __post_init__(self):
+        for key in ("model", "tokenizer", "output"):
+            if not getattr(self, key):
+                raise UserError(f"key '{key}' is required (model extend needs --model, --tokenizer and --output)")
+        if self.pad_to_multiple_of < 0:
+            raise UserError(f"key 'pad_to_multiple_of' is {self.pad_to_multiple_of}; use 0 (no padding) or e.g. 64")
+
+
+def _read_tokenizer(directory: str, role: str) -> Tokenizer:
+    file = Path(directory) / "tokenizer.json"
+    if not file.is_file():
+        raise UserError(f"{directory}: no tokenizer.json for the {role} tokenizer; "
+                        + ("give --base-tokenizer" if role == "old" else "give a directory from `polyglot-llama tokenizer extend`"))
+    return Tokenizer.from_file(str(file))
+
+
+def new_token_ids(old: Tokenizer, new: Tokenizer, old_dir: str, new_dir: str) -> tuple[int, int, list[int]]:
+    """(old size, new size, ids the new tokenizer adds); a one-line error unless new extends old."""
+    old_vocab, new_vocab = old.get_vocab(with_added_tokens=True), new.get_vocab(with_added_tokens=True)
+    for token, id_ in old_vocab.items():
+        if new_vocab.get(token) != id_:
+            raise UserError(f"{new_dir} does not extend the model's tokenizer {old_dir}: token {token!r} has id {id_} "
+                            f"there but {new_vocab.get(token)} here; extend the model's own tokenizer")
+    old_size, new_size = max(old_vocab.values()) + 1, max(new_vocab.values()) + 1
+    added = sorted(i for t, i in new_vocab.items() if t not in old_vocab)
+    if not added:
+        raise UserError(f"{new_dir} adds no tokens to the model's tokenizer {old_dir}; run `polyglot-llama tokenizer extend` first")
+    return old_size, new_size, added
+
+
+def _checkpoint_dtype(model_config: dict) -> torch.dtype:
+    name = model_config.get("dtype") or model_config.get("torch_dtype") or "float32"
+    return getattr(torch, name) if isinstance(name, str) and isinstance(getattr(torch, name, None), torch.dtype) else torch.float32
+
+
+@torch.no_grad()
+def _fill(weight: torch.Tensor, start: int, stop: int, rows: torch.Tensor) -> None:
+    weight[start:stop] = rows.to(weight.dtype)
+
+
+def run(cfg: ModelExtendConfig) -> dict:
+    started = time.time()
+    model_config = read_model_config(cfg.model)
+    old_dir = cfg.base_tokenizer or cfg.model
+    old, new = _read_tokenizer(old_dir, "old"), _read_tokenizer(cfg.tokenizer, "new")
+    old_size, new_size, added = new_token_ids(old, new, old_dir, cfg.tokenizer)
+    rows_before = int(model_config["vocab_size"])
+    if rows_before < old_size:
+        raise UserError(f"{cfg.model}: the model has {rows_before} embedding rows but its tokenizer {old_dir} has "
+                        f"{old_size} tokens; they do not belong together (give the right --base-tokenizer)")
+    multiple = cfg.pad_to_multiple_of or 1
+    rows_after = max(rows_before, math.ceil(new_size / multiple) * multiple)
+
+    model = load_causal_lm(cfg.model, dtype=_checkpoint_dtype(model_config))
+    tied = model.get_output_embeddings() is None or model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    # Copies of the old rows (bf16 for a 7B: 32000 x 4096 x 2 B = 262 MB each) to compute the new rows from.
+    old_in = model.get_input_embeddings().weight[:old_size].detach().clone()
+    old_out = None if tied else model.get_output_embeddings().weight[:old_size].detach().clone()
+    model.resize_token_embeddings(rows_after, mean_resizing=False)
+
+    new_set = set(added)
+    specials = {t.content for t in new.get_added_tokens_decoder().values() if t.special}
+    id_to_token = {i: t for t, i in new.get_vocab(with_added_tokens=True).items()}
+    fresh = list(range(old_size, new_size))  # every row from the old size up is (re)initialised
+    pieces = [id_to_token.get(i) for i in fresh]
+    spelled = [p if (i in new_set and p is not None and p not in specials) else None for i, p in zip(fresh, pieces)]
+    subwords = [ids if p is not None else None
+                for p, ids in zip(spelled, old_subword_ids(old, [p or "" for p in spelled]))]
+    generator = torch.Generator().manual_seed(cfg.seed)
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    # Padding rows only grow the matrix; rows that existed already beyond new_size are kept as they were.
+    pad = list(range(max(new_size, rows_before), rows_after))
+    matrices = [(model.get_input_embeddings().weight, old_in)] + ([] if tied else [(model.get_output_embeddings().weight, old_out)])
+    for weight, old_rows in matrices:
+        _fill(weight, old_size, new_size, new_rows(old_rows, cfg.init, subwords, std, generator))
+        if pad:
+            _fill(weight, pad[0], rows_after, new_rows(old_rows, "mean", [None] * len(pad), std, generator))
+
+    record = {"old_vocab_size": old_size, "new_token_ids": added, "init": cfg.init, "tokenizer": str(cfg.tokenizer),
+              "base_tokenizer": str(old_dir), "new_vocab_size": new_size, "embedding_rows": rows_after,
+              "pad_to_multiple_of": cfg.pad_to_multiple_of}
+    save_checkpoint(model, cfg.output, tokenizer_dir=cfg.tokenizer,
+                    extra_files={"new_tokens.json": json.dumps(record, indent=2) + "\n"})
+    write_resolved_config(cfg, cfg.output, "model extend")
+    log.info("resized %s: %d -> %d rows (%d new tokens, init %s, tied=%s)", cfg.model, rows_before, rows_after, len(added), cfg.init, tied)
+    return {"output": str(cfg.output), "old_vocab_size": old_size, "new_vocab_size": new_size, "new_tokens": len(added),
+            "embedding_rows_before": rows_before, "embedding_rows": rows_after, "tied_embeddings": tied,
+            "init": cfg.init, "dtype": str(model.dtype).removeprefix("torch."), "seconds": round(time.time() - started, 2)}
