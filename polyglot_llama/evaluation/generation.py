@@ -1,0 +1,107 @@
+"""Task kind ``generation``: greedy answers scored by `evaluate` metrics (exact match, chrF), per language.
+
+Translation pairs, arithmetic and short factual answers. ``fewshot`` turns the first k examples of each
+language into demonstrations (``prompt answer`` blocks) prepended to every scored prompt, which base
+models need; chat checkpoints can instead get the prompt in the Llama 2 chat format (``chat: true``).
+An empty answer is counted under problems and scored as wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from ..errors import UserError
+from ..io import RejectCounter
+from .data import DataSpec, load_by_language, report_empty_languages
+from .metrics import compute_metric, resolve_metric
+from .templates import fill_template, template_fields
+
+
+@dataclass
+class GenerationTask:
+    name: str = ""
+    """Task name in reports."""
+    kind: Literal["generation"] = "generation"
+    """Task kind."""
+    data: DataSpec | None = None
+    """Examples: {files, lang_field, languages, limit}."""
+    prompt: str = "{prompt}"
+    """Prompt template; {field} is replaced by the record's field."""
+    answer_field: str = "answer"
+    """Field with the reference answer (a string or a list of acceptable answers)."""
+    metrics: list[str] = field(default_factory=lambda: ["exact_match", "chrf"])
+    """evaluate modules: bundled names (exact_match, chrf) or paths to module directories; the first is the headline."""
+    fewshot: int = 0
+    """Demonstrations per language, taken from the first examples of that language (not scored)."""
+    fewshot_separator: str = "\n\n"
+    """Text between demonstrations and before the scored prompt."""
+    chat: bool = False
+    """Wrap the prompt in the Llama 2 chat format (for chat checkpoints)."""
+    system: str = ""
+    """System prompt when chat is true."""
+    max_new_tokens: int = 32
+    """Longest answer, in tokens."""
+    stop: list[str] = field(default_factory=lambda: ["\n"])
+    """The answer ends at the first of these strings."""
+
+    PRIMARY: ClassVar[str] = "exact_match"
+    HIGHER_IS_BETTER: ClassVar[bool] = True
+    VERSION: ClassVar[int] = 1
+    NEEDS: ClassVar[str] = "causal_lm"
+
+    def __post_init__(self):
+        if self.data is None:
+            raise UserError(f"task '{self.name}': key 'data' is required (data: {{files: [...]}})")
+        if not self.metrics:
+            raise UserError(f"task '{self.name}': key 'metrics' needs at least one metric, e.g. [exact_match, chrf]")
+        if self.fewshot < 0 or self.max_new_tokens < 1:
+            raise UserError(f"task '{self.name}': 'fewshot' must be >= 0 and 'max_new_tokens' >= 1")
+
+    def resolve(self, base_dir: Path) -> None:
+        """Find the metric modules; the headline metric is the first module's name (its result key)."""
+        self.metric_paths = [str(resolve_metric(m, base_dir)) for m in self.metrics]
+        self.PRIMARY = Path(self.metric_paths[0]).stem
+
+    def fingerprint_extra(self) -> str:
+        """The metric code changes the scores, so it is part of the cache key."""
+        files = [p for path in map(Path, self.metric_paths) for p in (sorted(path.glob("*.py")) if path.is_dir() else [path])]
+        return "".join(p.read_text(encoding="utf-8") for p in files)
+
+    def _encode(self, lm, demos: list[dict], record: dict) -> list[int]:
+        shots = [f"{fill_template(self.prompt, d)} {references(d[self.answer_field])[0]}" for d in demos]
+        text = self.fewshot_separator.join(shots + [fill_template(self.prompt, record)])
+        if not self.chat:
+            return lm.encode(text)
+        from ..chat import encode_prompt
+
+        messages = ([{"role": "system", "content": self.system}] if self.system else []) + [{"role": "user", "content": text}]
+        return encode_prompt(messages, lm.tokenizer)
+
+    def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
+        lm = checkpoint.language_model()
+        by_lang = load_by_language(self.data, template_fields(self.prompt) + [self.answer_field], rejects)
+        scored = {lang: records[self.fewshot:] for lang, records in by_lang.items()}
+        languages = report_empty_languages(scored, rejects, self.data.files[0])
+        jobs = [(lang, record, self._encode(lm, by_lang[lang][:self.fewshot], record))
+                for lang in languages for record in scored[lang]]
+        answers = lm.greedy_answers([ids for _, _, ids in jobs], self.max_new_tokens, self.stop)
+        predictions = []
+        for (lang, record, _), answer in zip(jobs, answers):
+            if not answer:
+                rejects.add(self.data.files[0], 0, "empty answer", str(record))
+            predictions.append({"lang": lang, "prompt": fill_template(self.prompt, record), "answer": answer,
+                                "references": references(record[self.answer_field])})
+        results = {}
+        for lang in languages:
+            rows = [p for p in predictions if p["lang"] == lang]
+            metrics: dict = {"n": len(rows), "empty_answers": sum(not p["answer"] for p in rows)}
+            for path in self.metric_paths:
+                metrics.update(compute_metric(path, [p["answer"] for p in rows], [p["references"] for p in rows]))
+            results[lang] = metrics
+        return {"languages": results, "predictions": predictions}
+
+
+def references(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]

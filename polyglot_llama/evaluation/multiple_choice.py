@@ -1,0 +1,103 @@
+"""Task kind ``multiple_choice``: pick the choice with the highest log-likelihood (Belebele, XNLI, XCOPA, KoBEST).
+
+Each choice is scored as a continuation of the prompt: ``Σ log p(choice tokens | prompt)``. ``accuracy``
+takes the argmax of that sum; ``accuracy_norm`` divides it by the choice's length in characters first
+(lm-evaluation-harness's acc_norm), which removes the bias towards short choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from ..errors import UserError
+from ..io import RejectCounter
+from .data import DataSpec, load_by_language, report_empty_languages
+from .templates import fill_template, template_fields
+
+
+@dataclass
+class MultipleChoiceTask:
+    name: str = ""
+    """Task name in reports."""
+    kind: Literal["multiple_choice"] = "multiple_choice"
+    """Task kind."""
+    data: DataSpec | None = None
+    """Examples: {files, lang_field, languages, limit}."""
+    prompt: str = "{question}\nAnswer:"
+    """Prompt template; {field} is replaced by the record's field (e.g. Belebele: "{flores_passage}\\n{question}")."""
+    choices: list[str] = field(default_factory=lambda: ["choices"])
+    """Choice fields: one field holding a list, or several fields with one choice each (mc_answer1, ...)."""
+    answer_field: str = "answer"
+    """Field with the correct choice: an index, or the choice text itself."""
+    answer_base: int = 0
+    """Index of the first choice in answer_field (Belebele's correct_answer_num counts from 1)."""
+    choice_prefix: str = " "
+    """Text between the prompt and each choice."""
+
+    PRIMARY: ClassVar[str] = "accuracy"
+    HIGHER_IS_BETTER: ClassVar[bool] = True
+    VERSION: ClassVar[int] = 1
+    NEEDS: ClassVar[str] = "causal_lm"
+
+    def __post_init__(self):
+        if self.data is None:
+            raise UserError(f"task '{self.name}': key 'data' is required (data: {{files: [...]}})")
+        if not self.choices:
+            raise UserError(f"task '{self.name}': key 'choices' needs at least one field name")
+
+    def _choice_list(self, record: dict) -> list[str] | None:
+        if len(self.choices) == 1:
+            value = record[self.choices[0]]
+            return [str(c) for c in value] if isinstance(value, list) else None
+        return [str(record[name]) for name in self.choices]
+
+    def _answer_index(self, record: dict, choices: list[str]) -> int | None:
+        answer = record[self.answer_field]
+        if isinstance(answer, str) and answer in choices:
+            return choices.index(answer)
+        try:
+            index = int(answer) - self.answer_base
+        except (TypeError, ValueError):
+            return None
+        return index if 0 <= index < len(choices) else None
+
+    def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
+        lm = checkpoint.language_model()
+        required = template_fields(self.prompt) + self.choices + [self.answer_field]
+        by_lang = load_by_language(self.data, required, rejects)
+        where = self.data.files[0]
+        items = []  # (lang, answer index, [(context ids, choice ids)], [choice lengths in chars])
+        for lang, records in by_lang.items():
+            for record in records:
+                choices = self._choice_list(record)
+                if not choices or len(choices) < 2:
+                    rejects.add(where, 0, "fewer than two choices", str(record))
+                    continue
+                answer = self._answer_index(record, choices)
+                if answer is None:
+                    rejects.add(where, 0, "answer not among the choices", str(record))
+                    continue
+                context = fill_template(self.prompt, record)
+                pairs = [lm.split_continuation(context, self.choice_prefix + c) for c in choices]
+                items.append((lang, answer, pairs, [max(1, len(c)) for c in choices]))
+        usable = {lang: [item for item in items if item[0] == lang] for lang in by_lang}
+        languages = report_empty_languages(usable, rejects, where)
+        flat = [pair for item in items for pair in item[2]]
+        scores = iter(lm.loglikelihoods(flat, desc=f"{self.name} choices"))
+        tallies = {lang: [0, 0, 0, 0.0] for lang in languages}  # correct, correct_norm, n, Σ 1/k
+        for lang, answer, pairs, lengths in items:
+            logprobs = [next(scores) for _ in pairs]
+            tally = tallies[lang]
+            tally[0] += int(argmax(logprobs) == answer)
+            tally[1] += int(argmax([lp / n for lp, n in zip(logprobs, lengths)]) == answer)
+            tally[2] += 1
+            tally[3] += 1 / len(pairs)
+        return {"languages": {
+            lang: {"accuracy": c / n, "accuracy_norm": cn / n, "chance": k / n, "n": n}
+            for lang, (c, cn, n, k) in tallies.items()
+        }}
+
+
+def argmax(values: list[float]) -> int:
+    return max(range(len(values)), key=values.__getitem__)
