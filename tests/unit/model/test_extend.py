@@ -1,0 +1,123 @@
+"""`model extend`: old rows bit-identical, new rows initialised as documented, padding, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from polyglot_llama.errors import UserError
+from polyglot_llama.model.checkpoint import load_causal_lm
+from polyglot_llama.model.extend import ModelExtendConfig, run
+from polyglot_llama.tokenizer.extend import TokenizerExtendConfig, run as extend_tokenizer
+
+KO = Path(__file__).resolve().parents[3] / "polyglot_llama" / "resources" / "sample_text" / "ko.jsonl"
+
+
+@pytest.fixture(scope="module")
+def ko_tokenizer_dir(en_tokenizer_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ko_tok") / "tok"
+    extend_tokenizer(TokenizerExtendConfig(base=str(en_tokenizer_dir), input=[str(KO)], new_tokens=300, output=str(out)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tied_model_dir(en_tokenizer_dir, tmp_path_factory) -> Path:
+    from polyglot_llama.model.init import ModelInitConfig, run as init
+
+    out = tmp_path_factory.mktemp("tied") / "model"
+    init(ModelInitConfig(tokenizer=str(en_tokenizer_dir), output=str(out), overrides={"tie_word_embeddings": True}))
+    return out
+
+
+def hand_subword_ids(piece: str, old_vocab: dict[str, int]) -> list[int] | None:
+    """The old ids of a piece, by hand, when no old merge can apply inside it: the English base knows no
+    Hangul, so each Hangul character falls back to its UTF-8 bytes (<0x..> ids) and each known character
+    stays itself. Returns None when two known characters are adjacent (an old merge might join them)."""
+    ids, previous_known = [], False
+    for char in piece:
+        known = char in old_vocab
+        if known and previous_known:
+            return None
+        ids += [old_vocab[char]] if known else [old_vocab[f"<0x{b:02X}>"] for b in char.encode()]
+        previous_known = known
+    return ids
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_old_rows_identical_and_new_rows_are_subword_means(en_model_dir, tied_model_dir, en_tokenizer_dir,
+                                                          ko_tokenizer_dir, tmp_path, tied):
+    model_dir = tied_model_dir if tied else en_model_dir
+    result = run(ModelExtendConfig(model=str(model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out")))
+    before, after = load_causal_lm(model_dir), load_causal_lm(tmp_path / "out")
+    assert result["tied_embeddings"] is tied and result["embedding_rows"] == 812
+    old_in, new_in = before.get_input_embeddings().weight, after.get_input_embeddings().weight
+    old_out, new_out = before.get_output_embeddings().weight, after.get_output_embeddings().weight
+    assert new_in.shape == (812, 64) and new_out.shape == (812, 64) and after.config.vocab_size == 812
+    assert torch.equal(new_in[:512], old_in) and torch.equal(new_out[:512], old_out)
+    assert (new_out.data_ptr() == new_in.data_ptr()) is tied
+
+    old_vocab = Tokenizer.from_file(str(en_tokenizer_dir / "tokenizer.json")).get_vocab()
+    new_vocab = Tokenizer.from_file(str(ko_tokenizer_dir / "tokenizer.json")).get_vocab()
+    checked = 0
+    for piece, i in new_vocab.items():
+        ids = hand_subword_ids(piece, old_vocab) if i >= 512 else None
+        if ids:
+            assert torch.allclose(new_in[i], old_in[ids].mean(0), atol=1e-6), piece
+            assert torch.allclose(new_out[i], old_out[ids].mean(0), atol=1e-6), piece
+            checked += 1
+    assert checked > 250
+
+
+def test_mean_and_random_inits_and_padding(en_model_dir, ko_tokenizer_dir, tmp_path):
+    run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "mean"),
+                          init="mean", pad_to_multiple_of=64))
+    before, after = load_causal_lm(en_model_dir), load_causal_lm(tmp_path / "mean")
+    rows = after.get_input_embeddings().weight
+    assert rows.shape[0] == 832  # 812 tokens rounded up to 13 x 64
+    expected = before.get_input_embeddings().weight.mean(0)
+    assert torch.allclose(rows[512:], expected.expand(320, -1), atol=1e-6)  # new and padding rows
+    assert torch.allclose(after.lm_head.weight[700], before.lm_head.weight.mean(0), atol=1e-6)
+
+    for name, seed in (("r1", 1), ("r2", 1), ("r3", 2)):
+        run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / name),
+                              init="random", seed=seed))
+    r1, r2, r3 = (load_causal_lm(tmp_path / n).get_input_embeddings().weight[512:] for n in ("r1", "r2", "r3"))
+    assert torch.equal(r1, r2) and not torch.equal(r1, r3)
+    assert 0.015 < r1.std().item() < 0.025  # initializer_range 0.02
+
+
+def test_output_loads_runs_and_records_new_ids(en_model_dir, ko_tokenizer_dir, tmp_path):
+    run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out"),
+                          pad_to_multiple_of=64))
+    record = json.loads((tmp_path / "out" / "new_tokens.json").read_text())
+    assert record["old_vocab_size"] == 512 and record["new_token_ids"] == list(range(512, 812))
+    assert record["init"] == "subword-mean" and record["tokenizer"] == str(ko_tokenizer_dir)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
+    batch = tokenizer(["바닷가 마을에서는 해가 뜨기 전에"], return_tensors="pt")
+    assert batch["input_ids"].max() >= 512
+    out = model(**batch, labels=batch["input_ids"])
+    assert out.logits.shape[-1] == 832 and torch.isfinite(out.loss)
+
+
+def test_mismatched_model_and_tokenizer_are_one_line_errors(en_model_dir, multi_tokenizer_dir, ko_tokenizer_dir, tmp_path):
+    with pytest.raises(UserError, match="does not extend the model's tokenizer") as e:
+        run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(multi_tokenizer_dir), output=str(tmp_path / "x")))
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="adds no tokens"):
+        run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(en_model_dir), output=str(tmp_path / "x")))
+    # A model whose embedding matrix is smaller than its own tokenizer.
+    small = tmp_path / "small"
+    shutil.copytree(en_model_dir, small)
+    config = json.loads((small / "config.json").read_text())
+    config["vocab_size"] = 400
+    (small / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="400 embedding rows but its tokenizer .* has 512 tokens"):
+        run(ModelExtendConfig(model=str(small), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "x")))
