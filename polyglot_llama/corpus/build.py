@@ -155,11 +155,12 @@ def accounted_steps(cfg: CorpusBuildConfig) -> list[str]:
 
 def _executor(cfg: CorpusBuildConfig, name: str, pipeline: list, tasks: int, logs: Path, depends):
     logging_dir = str(logs / name)
+    skip_completed = name != "report"  # the report is cheap and must reflect tasks redone on resume
     if cfg.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
 
         return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(cfg.local_workers, tasks),
-                                     logging_dir=logging_dir, depends=depends)
+                                     logging_dir=logging_dir, depends=depends, skip_completed=skip_completed)
     if cfg.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
@@ -167,14 +168,15 @@ def _executor(cfg: CorpusBuildConfig, name: str, pipeline: list, tasks: int, log
             pipeline, tasks=tasks, time=cfg.slurm.time, partition=cfg.slurm.partition,
             cpus_per_task=cfg.slurm.cpus_per_task, mem_per_cpu_gb=cfg.slurm.mem_per_cpu_gb,
             workers=cfg.workers, job_name=f"corpus_{name}", env_command=cfg.slurm.env_command or None,
-            logging_dir=logging_dir, depends=depends)
+            logging_dir=logging_dir, depends=depends, skip_completed=skip_completed)
     try:
         from datatrove.executor.ray import RayPipelineExecutor
         import ray  # noqa: F401
     except ImportError:
         raise UserError("executor ray needs Ray: pip install 'polyglot-llama[ray]'") from None
     return RayPipelineExecutor(pipeline, tasks=tasks, workers=cfg.workers, depends=depends, logging_dir=logging_dir,
-                               cpus_per_task=cfg.ray.cpus_per_task, mem_per_cpu_gb=cfg.ray.mem_per_cpu_gb)
+                               skip_completed=skip_completed, cpus_per_task=cfg.ray.cpus_per_task,
+                               mem_per_cpu_gb=cfg.ray.mem_per_cpu_gb)
 
 
 def _prepare_output(cfg: CorpusBuildConfig, out: Path) -> None:

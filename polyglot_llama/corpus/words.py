@@ -4,10 +4,12 @@ datatrove's quality filters and MinHash take a `WordTokenizer`; its defaults nee
 pythainlp (and spaCy pipelines), none of which a fresh install has. `ScriptWordTokenizer` is the
 dependency-free fallback, by script rather than by language:
 
-- Han, Hiragana, Katakana and Hangul: one token per character. Chinese and Japanese do not separate words
-  by spaces, and FineWeb-2's Korean/Chinese/Japanese stopwords are mostly single syllables or characters
-  (의, 는, 的, の), so character tokens make those stopword lists and the `min_avg_word_length: 1` of its
-  CJK configs meaningful.
+- Han and Hangul: one token per character. Chinese and Japanese do not separate words by spaces, and
+  FineWeb-2's Korean/Chinese stopwords are mostly single syllables or characters (의, 는, 的, 是), so
+  character tokens make those stopword lists and the `min_avg_word_length: 1` of its CJK configs meaningful.
+- Hiragana and Katakana: one token per run. A katakana run is nearly always one (loan)word, a hiragana run
+  one or two grammatical morphemes (ている, には); per-character tokens would make every common ending
+  look like a repeated n-gram to Gopher's repetition filter.
 - Thai, Lao, Khmer, Myanmar: one token per grapheme cluster (a base letter with its vowel and tone marks).
 - Everything else: runs of letters, marks and digits (with inner apostrophes/hyphens), so German compounds
   and Russian or Hindi words stay whole.
@@ -29,7 +31,8 @@ from ..errors import UserError
 # One alternation, tried left to right at each position: character scripts first, then grapheme scripts,
 # then ordinary words, then any single non-space character (punctuation, symbols, emoji).
 _TOKEN = regex.compile(
-    r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}ー]"
+    r"[\p{Han}\p{Hangul}]"
+    r"|\p{Hiragana}+|[\p{Katakana}ー]+"
     r"|(?:[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]\p{M}*)"
     r"|(?:[\p{L}\p{N}][\p{L}\p{M}\p{N}]*(?:['’\-][\p{L}\p{M}\p{N}]+)*)"
     r"|\S",
