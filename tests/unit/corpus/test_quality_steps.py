@@ -1,0 +1,74 @@
+"""Per-language quality filters, the domain blocklist and per-step accounting with rejected documents."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from datatrove.data import Document
+
+from conftest import sample_texts
+from polyglot_llama.corpus.language_steps import LanguageFilter, script_ratio
+from polyglot_llama.corpus.quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist, url_domain
+from polyglot_llama.errors import UserError
+
+
+def _doc(text: str, language: str, **metadata) -> Document:
+    return Document(text=text, id=f"{language}-{len(text)}", metadata={"language": language, **metadata})
+
+
+def test_parameters_follow_the_document_language():
+    gopher = PerLanguageFilter("gopher_quality", {
+        "default": {"min_doc_words": 50, "min_avg_word_length": 3, "stop_words": ["the", "and", "of", "to"]},
+        "ko": {"min_doc_words": 50, "min_avg_word_length": 1, "stop_words": ["의", "는", "이", "에", "을", "다"]},
+    })
+    ko, en = sample_texts("ko")[0], sample_texts("en")[0]
+    assert gopher.filter(_doc(ko, "ko")) is True
+    assert gopher.filter(_doc(en, "en")) is True
+    # a Korean text judged with English parameters fails (no English stopwords, 1-character words)
+    assert gopher.filter(_doc(ko, "en")) == (False, "gopher_below_avg_threshold")
+    assert gopher.filter(_doc("Too short and to the point.", "en")) == (False, "gopher_short_doc")
+
+
+def test_blocklist(tmp_path):
+    listing = tmp_path / "block.txt"
+    listing.write_text("# people-search sites\nBadSite.example  # trailing comment\nwww.other.example\n")
+    domains = read_blocklist(str(listing))
+    assert domains == {"badsite.example", "other.example"}
+    assert url_domain("HTTPS://www.News.BadSite.example:8080/a?b") == "news.badsite.example"
+    step = DomainBlocklistFilter(domains)
+    assert step.filter(_doc("x", "en", url="https://news.badsite.example/p")) == (False, "blocklisted_domain")
+    assert step.filter(_doc("x", "en", url="other.example/page")) == (False, "blocklisted_domain")
+    assert step.filter(_doc("x", "en", url="https://notbadsite.example/")) is True
+    assert step.filter(_doc("x", "en")) is True
+    with pytest.raises(UserError, match="not found"):
+        read_blocklist(str(tmp_path / "missing.txt"))
+
+
+def test_language_filter_and_script_ratio():
+    assert script_ratio("한국어 text", "ko") == pytest.approx(3 / 7)
+    assert script_ratio("12345 !!", "ko") == 1.0
+    step = LanguageFilter(["ko"], {"ko": 0.8}, {"ko": 0.5})
+    ko = sample_texts("ko")[0]
+    assert step.filter(_doc(ko, "ko", language_score=0.95)) is True
+    assert step.filter(_doc(ko, "ko", language_score=0.5)) == (False, "low_language_score")
+    assert step.filter(_doc(ko, "ja", language_score=0.99)) == (False, "other_language")
+    assert step.filter(_doc("annyeonghaseyo yeoreobun bangapseumnida", "ko", language_score=0.9)) == (
+        False, "wrong_script")
+
+
+def test_accounting_and_rejected_records(tmp_path):
+    step = PerLanguageFilter("gopher_quality", {"default": {"min_doc_words": 5, "min_stop_words": 0}}, rejected_folder=str(tmp_path))
+    docs = [_doc("one two three four five six seven", "en"), _doc("too short", "de"), _doc("short too", "en")]
+    kept = list(step.run(iter(docs), rank=3))
+    assert [d.text for d in kept] == ["one two three four five six seven"]
+    stats = {k: v.total for k, v in step.stats.stats.items()}
+    assert stats["docs_in|en"] == 2 and stats["docs_kept|en"] == 1
+    assert stats["docs_rejected|en|gopher_short_doc"] == 1 and stats["docs_rejected|de|gopher_short_doc"] == 1
+    assert stats["chars_rejected|de|gopher_short_doc"] == len("too short")
+    with gzip.open(tmp_path / "gopher_quality" / "00003.jsonl.gz", "rt") as f:
+        rejected = [json.loads(line) for line in f]
+    assert [(r["step"], r["reason"], r["language"], r["text"]) for r in rejected] == [
+        ("gopher_quality", "gopher_short_doc", "de", "too short"),
+        ("gopher_quality", "gopher_short_doc", "en", "short too")]
