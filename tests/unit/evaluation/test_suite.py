@@ -1,0 +1,74 @@
+"""Suites: validation at start, per-pair errors in the results, and the (checkpoint, task) cache."""
+
+from pathlib import Path
+
+import pytest
+from eval_helpers import write_jsonl
+
+from polyglot_llama.errors import UserError
+from polyglot_llama.evaluation.checkpoints import display_names
+from polyglot_llama.evaluation.suite import EvalConfig, load_suite, run
+
+REPO_EVAL = Path(__file__).resolve().parents[3] / "eval"
+
+
+def _suite(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_unknown_task_kind_fails_at_start_with_one_line(tmp_path):
+    suite = _suite(tmp_path, "tasks:\n  - {name: x, kind: bogus, data: {files: [a.jsonl]}}\n")
+    with pytest.raises(UserError) as err:
+        run(EvalConfig(suite=str(suite), model=[str(tmp_path / "never_loaded")], output=str(tmp_path / "out")))
+    message = str(err.value)
+    assert "unknown task kind 'bogus'" in message and "perplexity" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_task_key_and_duplicate_names_are_errors(tmp_path):
+    suite = _suite(tmp_path, "tasks:\n  - {kind: perplexity, data: {files: [a.jsonl]}, strid: 3}\n")
+    with pytest.raises(UserError, match="unknown key 'strid'"):
+        load_suite(suite)
+    suite = _suite(tmp_path, "tasks:\n  - {name: a, kind: perplexity, data: {files: [x]}}\n"
+                             "  - {name: a, kind: perplexity, data: {files: [y]}}\n")
+    with pytest.raises(UserError, match="two tasks are named 'a'"):
+        load_suite(suite)
+
+
+def test_harness_kind_without_the_package_says_so(tmp_path):
+    suite = _suite(tmp_path, "tasks:\n  - {kind: lm_eval_harness, tasks: [xnli_de]}\n")
+    with pytest.raises(UserError, match="lm-evaluation-harness, which is not installed; pip install lm-eval"):
+        load_suite(suite)
+
+
+def test_bundled_suites_load(tmp_path):
+    for suite in ("default.yaml", "quick.yaml", "reward.yaml"):
+        name, tasks = load_suite(REPO_EVAL / suite)
+        assert tasks and all(Path(f).is_file() for t in tasks for f in t.data.files)
+
+
+def test_cache_reuses_unchanged_pairs_and_recomputes_changed_ones(tmp_path, multi_model_dir):
+    data = write_jsonl(tmp_path / "docs.jsonl", [{"lang": "en", "text": "The shop opens at nine."}])
+    suite = _suite(tmp_path, f"tasks:\n  - {{name: ppl, kind: perplexity, data: {{files: [{data.name}]}}}}\n"
+                             "  - {name: broken, kind: perplexity, data: {files: [missing.jsonl]}}\n")
+    cfg = EvalConfig(suite=str(suite), model=[str(multi_model_dir), str(tmp_path / "no_model")],
+                     output=str(tmp_path / "out"), device="cpu", dtype="float32")
+    first = run(cfg)
+    assert (first["computed"], first["reused"]) == (1, 0)
+    assert len(first["errors"]) == 3  # missing data file for the model; both tasks for the missing model
+    assert any("missing.jsonl" in e and "matches no file" in e for e in first["errors"])
+    second = run(cfg)
+    assert (second["computed"], second["reused"]) == (0, 1)
+    assert second["headline"]["ppl"] == first["headline"]["ppl"]
+    write_jsonl(data, [{"lang": "en", "text": "The shop opens at ten."}])
+    third = run(cfg)
+    assert (third["computed"], third["reused"]) == (1, 0)
+    assert third["headline"]["ppl"] != first["headline"]["ppl"]
+    assert run(EvalConfig(**{**cfg.__dict__, "refresh": True}))["computed"] == 1
+
+
+def test_display_names_are_unique():
+    assert display_names(["/runs/a/model", "/runs/b/model"]) == ["a/model", "b/model"]
+    assert display_names(["/x/base", "/y/chat"]) == ["base", "chat"]
