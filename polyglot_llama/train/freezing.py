@@ -26,12 +26,12 @@ class TrainStageConfig:
     """Optimizer steps of this stage (0: loop.max_steps, or loop.epochs over the data)."""
     lr: float = 0.0
     """Peak learning rate of this stage (0: optim.lr)."""
-    lora_rank: int = 8
-    """trainable: lora: adapter rank r (Chinese-LLaMA 7B: 8)."""
-    lora_alpha: float = 32.0
-    """trainable: lora: scaling numerator; updates are scaled by lora_alpha / lora_rank (Chinese-LLaMA: 32)."""
+    lora_rank: int = 64
+    """trainable: lora: adapter rank r (Chinese-LLaMA-Alpaca-2's run_pt.sh: 64)."""
+    lora_alpha: float = 128.0
+    """trainable: lora: adapter updates are scaled by lora_alpha / lora_rank (Chinese-LLaMA-Alpaca-2: 128)."""
     lora_dropout: float = 0.05
-    """trainable: lora: dropout on the adapter input (Chinese-LLaMA: 0.05)."""
+    """trainable: lora: dropout on the adapter input (Chinese-LLaMA-Alpaca-2: 0.05)."""
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     """trainable: lora: Linear modules that get adapters (default: every attention and MLP projection)."""
 

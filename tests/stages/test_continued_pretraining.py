@@ -154,7 +154,7 @@ def test_lora_stage_merges_into_a_plain_checkpoint(adapted, with_replay):
 
     work = adapted["work"]
     result = _pretrain(work / "extended", work / "cpt_lora", [str(work / "mix_replay" / "mixture" / "*.jsonl.gz")],
-                       [adapted["ko_val"]], stages=[{"name": "lora", "trainable": "lora", "steps": 20, "lr": 1e-2}])
+                       [adapted["ko_val"]], stages=[{"name": "lora", "trainable": "lora", "lora_rank": 8, "lora_alpha": 16, "steps": 20, "lr": 1e-2}])
     assert _loss(result, "after", "ko") < _loss(result, "before", "ko") - 1.0
     saved = load_file(work / "cpt_lora" / "model.safetensors")
     extended = load_file(work / "extended" / "model.safetensors")
@@ -172,3 +172,10 @@ def test_vocabulary_mismatch_is_a_one_line_error(adapted):
         _pretrain(work / "base", work / "mismatch", [adapted["ko_train"]], [adapted["ko_val"]],
                   tokenizer=str(work / "tokenizer_ko"), **{"loop.max_steps": 1})
     assert "\n" not in str(info.value)
+
+
+def test_llama2_7b_korean_recipe_loads():
+    recipe = Path(__file__).resolve().parents[2] / "data_recipes" / "llama2-7b-korean.yaml"
+    cfg = load_config(pretrain.PretrainConfig, recipe)
+    assert [s.trainable for s in cfg.stages] == ["new_embeddings", "all"]
+    assert cfg.loop.micro_batch_size * cfg.loop.grad_accum * 8 * cfg.data.seq_len == 2_097_152
