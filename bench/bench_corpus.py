@@ -1,0 +1,97 @@
+"""Documents/s (one core) of language ID and of the full Korean recipe against a plain fastText loop.
+
+The baseline is the physical limit for language ID: a loop calling the fastText model's ``predict`` on the
+same documents (newlines replaced, as fastText reads one line). Printed: docs/s of each and the time
+ratios (ours / baseline; 1.00 = no overhead). Target for the LID step: within 1.25x.
+
+    python bench/bench_corpus.py --docs 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from polyglot_llama.config import load_config  # noqa: E402
+from polyglot_llama.corpus.build import CorpusBuildConfig, run  # noqa: E402
+from polyglot_llama.corpus.language_steps import LanguageTagger  # noqa: E402
+from polyglot_llama.corpus.lid import load_lid_model  # noqa: E402
+
+SAMPLES = ROOT / "polyglot_llama" / "resources" / "sample_text"
+
+
+def make_documents(n: int, seed: int = 0) -> list[dict]:
+    """Web-page-sized documents: 3-8 random sample paragraphs each, 80 % Korean, 20 % other languages."""
+    rng = random.Random(seed)
+    paragraphs = {p.stem: [json.loads(line)["text"] for line in p.open(encoding="utf-8")] for p in SAMPLES.glob("*.jsonl")}
+    others = sorted(set(paragraphs) - {"ko"})
+    docs = []
+    for i in range(n):
+        lang = "ko" if rng.random() < 0.8 else rng.choice(others)
+        docs.append({"id": f"doc-{i}", "text": "\n".join(rng.sample(paragraphs[lang], rng.randint(3, 8)))})
+    return docs
+
+
+def plain_loop(docs: list[dict]) -> float:
+    ft = load_lid_model().fasttext_model
+    start = time.perf_counter()
+    for d in docs:
+        ft.predict(d["text"].replace("\n", " "), k=1)
+    return time.perf_counter() - start
+
+
+def lid_step(docs: list[dict]) -> float:
+    from datatrove.data import Document
+
+    documents = [Document(text=d["text"], id=d["id"]) for d in docs]
+    tagger = LanguageTagger()
+    start = time.perf_counter()
+    for _ in tagger.run(iter(documents)):
+        pass
+    return time.perf_counter() - start
+
+
+def full_recipe(docs: list[dict], workdir: Path) -> float:
+    raw = workdir / "raw.jsonl"
+    raw.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    cfg = load_config(CorpusBuildConfig, ROOT / "data_recipes" / "ko.yaml",
+                      {"input": [str(raw)], "output": str(workdir / "out"), "tasks": 1, "workers": 1})
+    start = time.perf_counter()
+    result = run(cfg)
+    elapsed = time.perf_counter() - start
+    print(f"full ko recipe kept {result['documents_kept']}/{result['documents_in']} documents", file=sys.stderr)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3, help="best of N for the LID timings")
+    args = parser.parse_args()
+    from loguru import logger
+
+    logger.remove()  # datatrove's per-task logging would dominate the terminal, not the time
+    docs = make_documents(args.docs)
+    chars = sum(len(d["text"]) for d in docs)
+    load_lid_model()  # fetch/load outside the timings
+    base = min(plain_loop(docs) for _ in range(args.repeats))
+    ours = min(lid_step(docs) for _ in range(args.repeats))
+    with tempfile.TemporaryDirectory() as tmp:
+        full = full_recipe(docs, Path(tmp))
+    n = len(docs)
+    print(f"{n} documents, {chars / n:.0f} characters each on average, one core")
+    print(f"plain fastText predict loop : {n / base:10.0f} docs/s")
+    print(f"LID step (LanguageTagger)   : {n / ours:10.0f} docs/s   time ratio vs plain loop {ours / base:.2f}x")
+    print(f"full ko recipe (all stages) : {n / full:10.0f} docs/s   time ratio vs plain loop {full / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
