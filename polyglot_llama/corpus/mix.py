@@ -147,7 +147,10 @@ class SourceCounts:
 
 
 def _cluster_size(record: dict, key: str) -> int:
-    value = record.get(key, (record.get("metadata") or {}).get(key, 1))
+    """Duplicate-cluster size at the top level (`corpus build` output) or under a datatrove "metadata" dict."""
+    value = record.get(key)
+    if value is None and isinstance(record.get("metadata"), dict):
+        value = record["metadata"].get(key)
     return max(int(value), 1) if isinstance(value, (int, float)) and not isinstance(value, bool) else 1
 
 

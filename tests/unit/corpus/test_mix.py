@@ -161,3 +161,21 @@ def test_cli_one_line_error_and_shipped_recipes_load(tmp_path, en_tokenizer_dir,
     for path in recipes:
         cfg = load_config(MixConfig, path)
         assert cfg.sources and cfg.tokenizer
+
+
+def test_parquet_source_from_corpus_build(tmp_path, en_tokenizer_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # `corpus build`'s Parquet layout: cluster size at the top level, metadata as a JSON string.
+    ko = sample_records("ko")
+    table = pa.Table.from_pylist([{"id": r["id"], "text": r["text"], "lang": "ko", "minhash_cluster_size": 5 if i < 10 else 1,
+                                   "metadata": "{}"} for i, r in enumerate(ko)])
+    pq.write_table(table, tmp_path / "ko.parquet")
+    sources = [_sources()[0], {"name": "ko_kept", "lang": "ko", "paths": [str(tmp_path / "ko.parquet")], "rehydrate": True}]
+    run(_config(en_tokenizer_dir, tmp_path / "mix", sources, total_tokens=60_000))
+    report = {s["name"]: s for s in json.loads((tmp_path / "mix" / "report.json").read_text())["sources"]}
+    tok = load_tokenizer(en_tokenizer_dir)
+    lengths = [len(ids) for ids in tok([r["text"] for r in ko], add_special_tokens=False)["input_ids"]]
+    assert report["ko_kept"]["tokens_available"] == sum(lengths)
+    assert report["ko_kept"]["tokens_effective"] == 5 * sum(lengths[:10]) + sum(lengths[10:])
