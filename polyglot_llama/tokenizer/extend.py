@@ -3,7 +3,8 @@
 1. Read the target text once to count characters (and records, for clear errors on an empty corpus).
 2. Learn BPE merges on it with the `tokenizers` trainer, using the base's own normalisation and word
    boundaries, so learnt pieces have the base's form (``▁한국`` / ``Ġíķľ``).
-3. `merge.plan_extension` appends the pieces the base lacks, with merges ranked after all old ones.
+3. `merge.plan_extension` appends the pieces the base lacks, with merges ranked after all old ones; the
+   base's missing characters compete with merges by the tokens each saves.
 4. Check the result with the real engine (every new piece reachable; the corpus sample round-trips and
    shrinks) and write a tokenizer directory that `AutoTokenizer` loads with the raw ids.
 """
@@ -26,7 +27,7 @@ from ..errors import UserError
 from ..io import RejectCounter, expand_inputs, iter_records, read_json, write_json, write_text
 from ..languages import normalize_language
 from .families import BYTE_LEVEL, BaseTokenizer, components, byte_level_alphabet, load_base_tokenizer
-from .merge import Extension, apply_extension, plan_extension, unreachable_pieces
+from .merge import Extension, apply_extension, merge_application_counts, plan_extension, unreachable_pieces
 from .train import AUTO_TOKENIZER_CLASS, llama_pre_tokenizer, llama_tokenizer_config
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 _REBUILD_KEYS = ("tokenizer_class", "auto_map", "tokenizer_file", "legacy", "add_prefix_space", "from_slow")
 _COPIED_FILES = ("special_tokens_map.json", "chat_template.jinja")
 SAMPLE_CHECK_RECORDS = 200
+ENCODE_BATCH = 1000
 
 
 @dataclass
@@ -137,8 +139,10 @@ def trainer_tokenizer(base: BaseTokenizer) -> Tokenizer:
     return scratch
 
 
-def learn_merges(base: BaseTokenizer, texts: TargetText, n_chars: int, n_merges: int, cfg: TokenizerExtendConfig) -> tuple[list, bool]:
-    """BPE merges learnt on the target text, most frequent first; and whether the trainer hit its size cap."""
+def learn_merges(base: BaseTokenizer, texts: TargetText, n_chars: int, n_merges: int,
+                 cfg: TokenizerExtendConfig) -> tuple[list, dict[str, int], bool]:
+    """BPE merges learnt on the target text (most frequent first), how often each fires on that text, and
+    whether the trainer stopped at its size cap (rather than running out of pairs seen min_frequency times)."""
     scratch = trainer_tokenizer(base)
     byte_level = base.family == BYTE_LEVEL
     alphabet = 256 if byte_level else n_chars + 1  # + "▁"
@@ -150,7 +154,15 @@ def learn_merges(base: BaseTokenizer, texts: TargetText, n_chars: int, n_merges:
     scratch.train_from_iterator(texts, trainer=trainer)
     learnt = json.loads(scratch.to_str())["model"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in learnt["merges"]]
-    return merges, len(learnt["vocab"]) >= alphabet + n_merges
+    usage: Counter = Counter()
+    batch: list[str] = []
+    for text in texts:  # one more pass: final token counts, from which each merge's firing count follows
+        batch.append(text)
+        if len(batch) == ENCODE_BATCH:
+            usage.update(t for e in scratch.encode_batch(batch, add_special_tokens=False) for t in e.tokens)
+            batch = []
+    usage.update(t for e in scratch.encode_batch(batch, add_special_tokens=False) for t in e.tokens)
+    return merges, merge_application_counts(merges, usage), len(learnt["vocab"]) >= alphabet + n_merges
 
 
 def build_extension(base: BaseTokenizer, texts: TargetText, cfg: TokenizerExtendConfig) -> tuple[Extension, int, list[str]]:
@@ -160,8 +172,8 @@ def build_extension(base: BaseTokenizer, texts: TargetText, cfg: TokenizerExtend
     # and learn more only if that still falls short while the trainer had more to give.
     n_merges = 2 * cfg.new_tokens + 1000
     while True:
-        merges, capped = learn_merges(base, texts, n_chars, n_merges, cfg)
-        ext = plan_extension(base, merges, char_counts, cfg.new_tokens, cfg.allow_ascii_pieces, cfg.min_frequency)
+        merges, merge_counts, capped = learn_merges(base, texts, n_chars, n_merges, cfg)
+        ext = plan_extension(base, merges, char_counts, cfg.new_tokens, cfg.allow_ascii_pieces, cfg.min_frequency, merge_counts)
         if len(ext.pieces) >= cfg.new_tokens or not capped:
             break
         n_merges *= 4

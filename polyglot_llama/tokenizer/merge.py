@@ -59,15 +59,36 @@ class Extension:
         return list(range(self.first_id, self.first_id + len(self.pieces)))
 
 
+def merge_application_counts(learnt_merges: list[tuple[str, str]], usage: Counter) -> dict[str, int]:
+    """How often each learnt merge fires when encoding a corpus, from the final token ``usage`` there.
+
+    A merge fires once for every final token built from its piece: the piece's own uses plus those of
+    every later piece that contains it. Walking the merges backwards pushes each piece's count down to its
+    two parts. This is the pair frequency the trainer saw, i.e. the tokens the merge saves.
+    """
+    fired = Counter({left + right: usage.get(left + right, 0) for left, right in learnt_merges})
+    for left, right in reversed(learnt_merges):
+        count = fired[left + right]
+        fired[left] += count
+        fired[right] += count
+    return fired
+
+
 def plan_extension(base: BaseTokenizer, learnt_merges: list[tuple[str, str]], char_counts: Counter,
-                   budget: int, allow_ascii: bool = False, min_frequency: int = 2) -> Extension:
+                   budget: int, allow_ascii: bool = False, min_frequency: int = 2,
+                   merge_counts: dict[str, int] | None = None) -> Extension:
     """Choose up to ``budget`` new pieces from merges learnt on target text (in learnt order).
 
     A learnt merge ``(l, r)`` proposes the piece ``l + r``. Characters it needs that the base lacks (byte
     fallback today) are added first, as plain vocabulary entries, and count against the budget. The piece is
     added with the merge of the two parts the *extended* model actually splits it into, which may differ
-    from ``(l, r)`` because old merges fire first. Budget left once the learnt merges run out goes to the
-    most frequent still-missing characters.
+    from ``(l, r)`` because old merges fire first.
+
+    Missing characters also compete on their own: one saves ``count x (UTF-8 bytes - 1)`` tokens (its byte
+    tokens become one), a merge saves its ``merge_counts`` (how often it fires). Before each merge, every
+    missing character worth more is added, so a script with thousands of characters (Japanese, Chinese)
+    gets its frequent characters before rare merges. Budget left at the end goes to the most valuable
+    characters still missing (seen at least ``min_frequency`` times).
     """
     vocab = dict(base.vocab)
     reserved = set(base.added_tokens())
@@ -84,16 +105,31 @@ def plan_extension(base: BaseTokenizer, learnt_merges: list[tuple[str, str]], ch
             ranks[merge] = len(ranks)
             ext.merges.append(merge)
 
+    # Only SentencePiece-style models have characters outside the vocabulary (byte fallback).
+    chars = [] if base.family != SENTENCEPIECE else sorted(
+        ((n * (len(c.encode("utf-8")) - 1), c) for c, n in char_counts.items()
+         if n >= min_frequency and c not in vocab and c not in reserved and wanted(c)), reverse=True)
+    next_char = 0
+
+    def add_chars_worth(at_least: float) -> None:
+        nonlocal next_char
+        while next_char < len(chars) and chars[next_char][0] >= at_least and len(ext.pieces) < budget:
+            char = chars[next_char][1]
+            if char not in vocab:
+                add(char, None)
+            next_char += 1
+
     for left, right in learnt_merges:
+        piece = left + right
+        if merge_counts is not None:
+            add_chars_worth(merge_counts.get(piece, 0))
         if len(ext.pieces) >= budget:
             break
-        piece = left + right
         if piece in vocab or piece in reserved:
             continue
         if not wanted(piece):
             ext.skipped["ascii-only"] += 1
             continue
-        # Only SentencePiece-style models have characters outside the vocabulary (byte fallback).
         missing = list(dict.fromkeys(c for c in piece if c not in vocab)) if base.family == SENTENCEPIECE else []
         if any(not wanted(c) or c in reserved for c in missing):
             ext.skipped["needs an ASCII or reserved character"] += 1
@@ -109,13 +145,7 @@ def plan_extension(base: BaseTokenizer, learnt_merges: list[tuple[str, str]], ch
         for c in missing:
             add(c, None)
         add(piece, (parts[0], parts[1]))
-
-    if base.family == SENTENCEPIECE:
-        for char, count in char_counts.most_common():
-            if len(ext.pieces) >= budget or count < min_frequency:
-                break
-            if char not in vocab and char not in reserved and wanted(char):
-                add(char, None)
+    add_chars_worth(0)
     return ext
 
 

@@ -9,7 +9,8 @@ from collections import Counter
 from tokenizers import Tokenizer
 
 from polyglot_llama.tokenizer.families import load_base_tokenizer
-from polyglot_llama.tokenizer.merge import apply_extension, bpe_segment, plan_extension, unreachable_pieces
+from polyglot_llama.tokenizer.merge import (apply_extension, bpe_segment, merge_application_counts, plan_extension,
+                                             unreachable_pieces)
 from polyglot_llama.tokenizer.train import BYTE_TOKENS, SPECIAL_TOKENS, build_llama_tokenizer, save_tokenizer_dir
 
 
@@ -80,3 +81,20 @@ def test_random_learnt_merges_always_give_reachable_pieces(family_tokenizer_dirs
     assert ext.pieces
     tokenizer = Tokenizer.from_str(json.dumps(apply_extension(base, ext)))
     assert unreachable_pieces(tokenizer, ext.pieces) == []
+
+
+def test_merge_application_counts_push_uses_down_to_parts():
+    merges = [("a", "b"), ("ab", "c"), ("▁", "abc")]
+    fired = merge_application_counts(merges, Counter({"▁abc": 2, "ab": 3, "abc": 1, "c": 9}))
+    assert (fired["▁abc"], fired["abc"], fired["ab"]) == (2, 3, 6)
+
+
+def test_valuable_missing_characters_come_before_rarer_merges(tmp_path):
+    base = _toy_base(tmp_path)
+    learnt = [("▁", "한"), ("▁한", "국")]
+    # 語 (3 bytes) seen 40 times saves 80 tokens: more than ▁한국 (fires 10 times), less than ▁한 (fires 100).
+    chars = Counter({"한": 100, "국": 10, "語": 40, "本": 1})
+    counts = {"▁한": 100, "▁한국": 10}
+    ext = plan_extension(base, learnt, chars, budget=10, merge_counts=counts)
+    assert ext.pieces == ["한", "▁한", "語", "국", "▁한국"]
+    assert plan_extension(base, learnt, chars, budget=3, merge_counts=counts).pieces == ["한", "▁한", "語"]
