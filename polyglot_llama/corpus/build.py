@@ -37,7 +37,7 @@ from .pii import PiiMasker
 from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist
 from .reader import RecordReader, ShardReader
 from .recipe import CorpusBuildConfig, for_language
-from .words import ScriptWordTokenizer
+from .words import ScriptWordTokenizer, word_tokenizer
 
 __all__ = ["CorpusBuildConfig", "run"]
 
@@ -207,6 +207,8 @@ def run(cfg: CorpusBuildConfig) -> dict:
     if unknown:
         raise UserError(f"languages: the LID model {model.path.name} cannot recognise {unknown[0]!r}; "
                         "use a model that covers it (lid.model) or fix the code")
+    for language in cfg.languages:  # optional segmenters: a missing package fails now, not inside a task
+        word_tokenizer(language, cfg.segmenter)
     out = Path(cfg.output)
     _prepare_output(cfg, out)
     write_resolved_config(cfg, out, "corpus build")

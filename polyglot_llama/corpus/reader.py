@@ -12,6 +12,7 @@ import os
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.jsonl import JsonlReader
+from tqdm import tqdm
 
 from ..io import RejectCounter, iter_records
 from .accounting import AccountedStep
@@ -43,12 +44,17 @@ class RecordReader(AccountedStep):
         return Document(text=text, id=doc_id, metadata={"source_file": path, **record})
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with self.reject_writer() as writer:
-            for path in self.files[rank::world_size]:
+        files = self.files[rank::world_size]
+        # one bar, for the first task only: parallel tasks would overwrite each other's lines
+        progress = tqdm(desc=f"task {rank}/{world_size}: documents read", unit="doc", disable=rank != 0)
+        with self.reject_writer() as writer, progress:
+            for file_no, path in enumerate(files, start=1):
                 self.stat_update("input_files")
+                progress.set_postfix_str(f"file {file_no}/{len(files)}")
                 rejects = RejectCounter()
                 ordinal = 0
                 for record in iter_records([path], rejects, self.text_field):
+                    progress.update()
                     for bad, reason in self._rejects_to_docs(rejects):
                         self.count_in(bad)
                         self.reject(writer, bad, reason, rank)

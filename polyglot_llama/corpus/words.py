@@ -71,6 +71,6 @@ def word_tokenizer(language: str, segmenter: str = "builtin") -> WordTokenizer:
         return load_word_tokenizer(language)
     except (ValueError, ImportError) as e:
         raise UserError(
-            f"segmenter 'datatrove' for {language!r}: {e}; install the segmenter datatrove names "
-            "(e.g. pip install kiwipiepy / spacy jieba / pythainlp) or use segmenter: builtin"
+            f"segmenter 'datatrove' for {language!r}: {str(e).rstrip('.')}; pip install 'polyglot-llama[segmenters]' "
+            "or use segmenter: builtin"
         ) from None

@@ -4,6 +4,7 @@ foreign text, PII, a blocklisted URL and malformed lines; checks exactly what is
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -208,5 +209,8 @@ def test_bad_recipe_fails_at_start(tmp_path, capsys):
     assert "unknown key 'gopher_quality.min_words'" in capsys.readouterr().err
     assert main(["corpus", "build", "--input", str(raw), "--output", str(tmp_path / "o"), "--languages", "tlh"]) == 2
     assert "cannot recognise 'tlh'" in capsys.readouterr().err
+    if importlib.util.find_spec("kiwipiepy") is None:  # the optional Korean segmenter is not installed
+        assert main(base + ["--segmenter", "datatrove"]) == 2
+        assert "pip install 'polyglot-llama[segmenters]'" in capsys.readouterr().err
     assert not (tmp_path / "o" / "kept").exists()
     assert os.listdir(tmp_path) == ["in.jsonl"]
