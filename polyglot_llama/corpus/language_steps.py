@@ -56,11 +56,11 @@ class LanguageTagger(AccountedStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         model = load_lid_model(self.model_path or None)  # loaded in the worker, once per process
         for doc in data:
-            self.count_in(doc)
             with self.track_time():
                 language, score = model.predict(doc.text)[0]
                 doc.metadata["language"] = language
                 doc.metadata["language_score"] = round(score, 4)
+            self.count_in(doc)  # after tagging, so this step's per-language rows show what LID found
             self.count_kept(doc)
             yield doc
 

@@ -157,8 +157,7 @@ def test_stats_add_up(corpus):
         assert s["docs_in"] == s["docs_kept"] + s["docs_rejected"], s["step"]
         assert s["chars_in"] >= s["chars_kept"]
         for lang, v in s["by_language"].items():
-            if s["step"] != "lid":  # the tagger moves documents from "und" to their language
-                assert v["docs_in"] == v["docs_kept"] + v["docs_rejected"], (s["step"], lang)
+            assert v["docs_in"] == v["docs_kept"] + v["docs_rejected"], (s["step"], lang)
     for before, after in zip(stats["steps"], stats["steps"][1:]):
         assert after["docs_in"] == before["docs_kept"], after["step"]
     rejected = _rejected(out)
@@ -167,6 +166,8 @@ def test_stats_add_up(corpus):
     assert stats["documents_rejected"] == len(rejected)
     assert steps["read"]["rejected_by_reason"]["missing or non-string field 'text'"] == 2
     assert steps["language"]["by_language"]["ru"]["docs_rejected"] == 3
+    assert steps["read"]["by_language"].keys() == {"und"}  # language is known only after the LID step
+    assert steps["lid"]["by_language"]["ko"]["docs_kept"] == 20 + 3 + 3  # samples, injected, notes.txt + bad.jsonl
     assert stats["kept_by_language"]["ko"]["docs"] == sum(1 for r in _read_gz_jsonl(out.glob("kept/*.jsonl.gz"))
                                                           if r["lang"] == "ko")
     assert steps["pii"]["extra"] == {"masked_docs|email": 1, "masked_docs|phone": 1}
