@@ -1,0 +1,96 @@
+"""`polyglot-llama sft` end to end on a tiny model: it learns a synthetic instruction set (held-out prompts)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+import yaml
+
+from polyglot_llama import cli
+from polyglot_llama.chat import LLAMA2_CHAT_TEMPLATE, encode_prompt
+from polyglot_llama.model.checkpoint import load_causal_lm, load_tokenizer
+from polyglot_llama.rlhf.generation import SamplingConfig, generate
+
+# Two instructions over the same words: the answer depends on both the instruction and the word.
+WORDS = {"dog": ("woof", "Hund"), "cat": ("meow", "Katze"), "cow": ("moo", "Kuh"), "duck": ("quack", "Ente"),
+         "owl": ("hoot", "Eule"), "bee": ("buzz", "Biene"), "frog": ("croak", "Frosch"), "lion": ("roar", "Loewe")}
+OPENERS = ["", "Please. ", "Quick question. ", "Hello! ", "Tell me. ", "Now, ", "Thanks. ", "Hey. "]
+
+
+def make_example(rng: random.Random) -> tuple[dict, str]:
+    word, kind = rng.choice(sorted(WORDS)), rng.choice(["sound", "german"])
+    opener = f"{rng.choice(OPENERS)}{rng.randrange(1000)} "  # a number makes held-out prompts new strings
+    if kind == "sound":
+        prompt, answer, lang = f"{opener}What sound does a {word} make?", WORDS[word][0], "en"
+    else:
+        prompt, answer, lang = f"{opener}Translate to German: {word}", WORDS[word][1], "de"
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], "lang": lang}, answer
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def answer_accuracy(model_dir, held_out) -> float:
+    model, tokenizer = load_causal_lm(model_dir).eval(), load_tokenizer(model_dir)
+    prompts = [encode_prompt(record["messages"][:1], tokenizer) for record, _ in held_out]
+    outputs = generate(model, tokenizer, prompts, SamplingConfig(max_new_tokens=8, temperature=0.0, backend="hf"),
+                       seeds=list(range(len(prompts))), progress=False)
+    return sum(out.text == answer for out, (_, answer) in zip(outputs, held_out)) / len(held_out)
+
+
+def test_sft_learns_instructions_and_reports_rejects(tmp_path, en_model_dir, one_thread):
+    rng = random.Random(0)
+    train = [make_example(rng)[0] for _ in range(240)]
+    held_out = [make_example(rng) for _ in range(32)]
+    held_out = [(r, a) for r, a in held_out if r["messages"][0]["content"] not in {t["messages"][0]["content"] for t in train}]
+    bad = [{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+           {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]},
+           {"prompt": "x", "response": "y", "lang": "not a language code!"}]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in train + bad), encoding="utf-8")
+    config = tmp_path / "sft.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": str(en_model_dir), "output": str(tmp_path / "out"), "batch_size": 0,
+        "data": {"train": [str(data)], "seq_len": 256, "validation_fraction": 0.05},
+        "loop": {"max_steps": 150, "micro_batch_size": 8, "log_every": 50},
+        "optim": {"lr": 5e-3}, "schedule": {"warmup_steps": 5},
+    }))
+
+    assert cli.main(["sft", "--config", str(config)]) == 0
+    summary = json.loads((tmp_path / "out" / "sft_summary.json").read_text())
+    assert summary["rejected"]["by_reason"] == {"roles do not alternate": 1, "empty assistant turn": 1, "bad language code": 1}
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected_records.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rejected] == [241, 242, 243]
+    assert set(summary["eval"]) == {"en", "de"}  # per-language validation loss
+    for lang in ("en", "de"):
+        assert summary["eval"][lang]["loss"] < 0.3 * summary["eval_before"][lang]["loss"]
+    assert summary["packing_fill"] > 0.7
+
+    before, after = answer_accuracy(en_model_dir, held_out), answer_accuracy(tmp_path / "out", held_out)
+    assert before <= 0.05
+    assert after >= 0.75, f"held-out answer accuracy {after:.2f} (untrained {before:.2f})"
+    # The output tokenizer carries the chat template, so apply_chat_template formats like our encoder.
+    assert load_tokenizer(tmp_path / "out").chat_template == LLAMA2_CHAT_TEMPLATE
+
+
+def test_sft_config_errors_name_the_key(tmp_path, en_model_dir):
+    from polyglot_llama.config import from_dict
+    from polyglot_llama.errors import UserError
+    from polyglot_llama.train.sft import SFTConfig, resolve_grad_accum
+
+    with pytest.raises(UserError, match="data.train"):
+        from_dict(SFTConfig, {"model": "m", "output": "o"})
+    cfg = from_dict(SFTConfig, {"model": "m", "output": "o", "data": {"train": ["x"]}})
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.loop.epochs, cfg.data.seq_len, cfg.schedule.kind) == (2e-5, 0.1, 2.0, 4096, "cosine")
+    assert resolve_grad_accum(cfg, world_size=1) == 16 and resolve_grad_accum(cfg, world_size=4) == 4
+    with pytest.raises(UserError, match="batch_size"):
+        resolve_grad_accum(cfg, world_size=3)
