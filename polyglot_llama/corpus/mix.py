@@ -15,6 +15,7 @@ Outputs under ``OUTPUT/``: ``mixture/mixture-NNNNN.jsonl.gz`` ({"text", "lang", 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -102,7 +103,7 @@ class MixConfig:
     batch_size: int = 1000
     """Documents per tokenizer batch (the Rust tokenizer encodes a batch on all cores)."""
     seed: int = 0
-    """Seed of the draw and of the shuffle: the same config and seed give the same records in the same order."""
+    """Seed of the draw and of the shuffle: the same config and seed give byte-identical shards."""
     write_shards: bool = True
     """false: only plan and write the report (a dry run for tuning weights)."""
 
@@ -231,62 +232,97 @@ def plan(cfg: MixConfig, counts: dict[str, SourceCounts]) -> dict:
             "source_budget": source_budget, "effective": effective, "doc_weights": doc_weights}
 
 
+MAX_OPEN_BUCKETS = 256  # temporary files written at once in pass 2 (well below the usual 1024-descriptor limit)
+
+
+def _scatter(cfg: MixConfig, copies: dict[str, np.ndarray], counts: dict[str, SourceCounts],
+             rng: np.random.Generator, work: Path, n_buckets: int) -> list[np.ndarray]:
+    """Stream every source once and append each drawn copy to a random bucket file.
+
+    Returns, per bucket, the source index of each of its lines [lines] (for per-language shard counts).
+    """
+    files = [open(work / f"bucket-{b:05d}.jsonl", "wb") for b in range(n_buckets)]
+    line_sources: list[list[np.ndarray]] = [[] for _ in range(n_buckets)]
+    try:
+        for source_index, source in enumerate(cfg.sources):
+            c = copies[source.name]
+            targets = rng.integers(n_buckets, size=int(c.sum()))  # bucket of every copy, in document order
+            for b, n in enumerate(np.bincount(targets, minlength=n_buckets)):
+                line_sources[b].append(np.full(n, source_index, dtype=np.int32))
+            ends = np.cumsum(c)
+            wanted = iter(np.flatnonzero(c).tolist())
+            next_doc = next(wanted, None)
+            records = iter_records(counts[source.name].files, RejectCounter(), text_field=cfg.text_field)
+            for index, record in enumerate(tqdm(records, desc=f"write {source.name}", unit="doc", total=len(c))):
+                if next_doc is None:
+                    break
+                if index != next_doc:
+                    continue
+                out = {"text": record[cfg.text_field], "lang": source.lang, "source": source.name}
+                if "id" in record:
+                    out["id"] = record["id"]
+                line = (json.dumps(out, ensure_ascii=False) + "\n").encode("utf-8")
+                for b in targets[ends[index] - c[index]:ends[index]]:
+                    files[b].write(line)
+                next_doc = next(wanted, None)
+    finally:
+        for f in files:
+            f.close()
+    # Lines of a bucket were appended source by source, in the same order as these arrays.
+    return [np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32) for parts in line_sources]
+
+
+def _line_offsets(path: Path) -> np.ndarray:
+    offsets, position = [], 0
+    with open(path, "rb") as f:
+        for line in f:
+            offsets.append(position)
+            position += len(line)
+    return np.array(offsets, dtype=np.int64)
+
+
 def _write_shards(cfg: MixConfig, copies: dict[str, np.ndarray], counts: dict[str, SourceCounts],
                   rng: np.random.Generator) -> list[dict]:
-    """Pass 2: scatter drawn copies to random shards, shuffle each shard, swap the directory into place."""
+    """Pass 2: scatter drawn copies to random buckets, then write each bucket's lines in a random order as
+    one or more gzip shards (reading lines by offset, so memory holds only offsets); finally swap the new
+    mixture directory into place, so a killed run never leaves a mix of old and new shards."""
     drawn_tokens = sum(int((copies[n] * counts[n].tokens).sum()) for n in copies)
     n_shards = max(1, math.ceil(drawn_tokens / cfg.tokens_per_shard))
+    n_buckets = min(n_shards, MAX_OPEN_BUCKETS)
+    langs = np.array([s.lang for s in cfg.sources])
     final = Path(cfg.output) / "mixture"
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=final.parent, prefix=".mixture."))
     try:
-        parts = [open(work / f"part-{i:05d}.jsonl", "w", encoding="utf-8") for i in range(n_shards)]
-        try:
-            for source in cfg.sources:
-                c = copies[source.name]
-                targets = rng.integers(n_shards, size=int(c.sum()))  # shard of every copy, in document order
-                ends = np.cumsum(c)
-                wanted = iter(np.flatnonzero(c))
-                next_doc = next(wanted, None)
-                records = iter_records(counts[source.name].files, RejectCounter(), text_field=cfg.text_field)
-                for index, record in enumerate(tqdm(records, desc=f"write {source.name}", unit="doc", total=len(c))):
-                    if index != next_doc:
-                        continue
-                    out = {"text": record[cfg.text_field], "lang": source.lang, "source": source.name}
-                    if "id" in record:
-                        out["id"] = record["id"]
-                    line = json.dumps(out, ensure_ascii=False) + "\n"
-                    for shard in targets[ends[index] - c[index]:ends[index]]:
-                        parts[shard].write(line)
-                    next_doc = next(wanted, None)
-        finally:
-            for f in parts:
-                f.close()
+        line_sources = _scatter(cfg, copies, counts, rng, work, n_buckets)
         shards = []
-        for i in range(n_shards):
-            lines = (work / f"part-{i:05d}.jsonl").read_text(encoding="utf-8").splitlines()
-            (work / f"part-{i:05d}.jsonl").unlink()
-            records = [json.loads(lines[j]) for j in rng.permutation(len(lines))]
-            name = f"mixture-{i:05d}.jsonl.gz"
-            write_jsonl(work / name, records)
-            shards.append({"path": f"mixture/{name}", "documents": len(records),
-                           "documents_by_lang": _count_by(records, "lang")})
+        shard_ids = np.array_split(np.arange(n_shards), n_buckets)  # buckets hold equal expected shares
+        for b in range(n_buckets):
+            bucket = work / f"bucket-{b:05d}.jsonl"
+            offsets = _line_offsets(bucket)
+            order = rng.permutation(len(offsets))
+            with open(bucket, "rb") as src:
+                for shard, lines in zip(shard_ids[b], np.array_split(order, len(shard_ids[b]))):
+                    name = f"mixture-{shard:05d}.jsonl.gz"
+                    # mtime=0 and no file name in the gzip header: the same seed gives byte-identical shards.
+                    with open(work / name, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as out:
+                        for j in lines:
+                            src.seek(offsets[j])
+                            out.write(src.readline())
+                    by_lang = dict(zip(*np.unique(langs[line_sources[b][lines]], return_counts=True)))
+                    shards.append({"path": f"mixture/{name}", "documents": int(len(lines)),
+                                   "documents_by_lang": {str(k): int(v) for k, v in by_lang.items()}})
+            bucket.unlink()
         old = final.with_name(".mixture.old")
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             os.replace(final, old)
+        os.chmod(work, 0o755)
         os.replace(work, final)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return shards
-
-
-def _count_by(records: list[dict], key: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in records:
-        out[r[key]] = out.get(r[key], 0) + 1
-    return out
+    return sorted(shards, key=lambda shard: shard["path"])
 
 
 def write_reports(cfg: MixConfig, counts: dict[str, SourceCounts], planned: dict, copies: dict[str, np.ndarray],

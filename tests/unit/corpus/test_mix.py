@@ -41,7 +41,10 @@ def _sources():
             {"name": "ko_sample", "lang": "kor_Hang", "paths": [str(SAMPLE_DIR / "ko.jsonl")]}]
 
 
-def test_mixture_matches_plan_and_report(tmp_path, en_tokenizer_dir):
+def test_mixture_matches_plan_and_report(tmp_path, en_tokenizer_dir, monkeypatch):
+    import polyglot_llama.corpus.mix as mix_module
+
+    monkeypatch.setattr(mix_module, "MAX_OPEN_BUCKETS", 2)  # 3 shards from 2 buckets: the split path
     cfg = _config(en_tokenizer_dir, tmp_path / "mix", _sources(), method="temperature", alpha=0.3,
                   total_tokens=40_000, tokens_per_shard=15_000)
     summary = run(cfg)
@@ -72,6 +75,12 @@ def test_mixture_matches_plan_and_report(tmp_path, en_tokenizer_dir):
 
     manifest = json.loads((tmp_path / "mix" / "manifest.json").read_text())
     assert sum(s["documents"] for s in manifest["shards"]) == len(records)
+    assert [s["path"] for s in manifest["shards"]] == [f"mixture/mixture-{i:05d}.jsonl.gz" for i in range(3)]
+    by_lang = {}
+    for shard in manifest["shards"]:
+        for lang, n in shard["documents_by_lang"].items():
+            by_lang[lang] = by_lang.get(lang, 0) + n
+    assert by_lang == {lang: sum(r["lang"] == lang for r in records) for lang in ("en", "ko")}
     assert manifest["tokens_drawn_by_lang"] == drawn
     markdown = (tmp_path / "mix" / "report.md").read_text()
     assert "| ko_sample | ko |" in markdown and "temperature sampling, alpha = 0.3" in markdown
@@ -84,6 +93,8 @@ def test_deterministic_with_seed_and_dry_run(tmp_path, en_tokenizer_dir):
     run(_config(en_tokenizer_dir, tmp_path / "c", _sources(), seed=4))
     a, b, c = (_read_mixture(tmp_path / d) for d in "abc")
     assert a == b and a != c
+    shard_bytes = {d: (tmp_path / d / "mixture" / "mixture-00000.jsonl.gz").read_bytes() for d in "ab"}
+    assert shard_bytes["a"] == shard_bytes["b"]  # byte-identical, gzip header included
     # A rerun reuses the cached token counts and replaces (not adds to) the shards.
     cache = sorted((tmp_path / "a" / "token_counts").glob("*.npz"))
     mtimes = [p.stat().st_mtime_ns for p in cache]
