@@ -24,7 +24,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from ..config import write_resolved_config
 from ..errors import UserError
-from ..io import RejectCounter, expand_inputs, iter_records, read_json, write_json, write_text
+from ..io import RejectCounter, atomic_path, expand_inputs, iter_records, read_json, write_json
 from ..languages import normalize_language
 from .families import BYTE_LEVEL, BaseTokenizer, components, byte_level_alphabet, load_base_tokenizer
 from .merge import Extension, apply_extension, merge_application_counts, plan_extension, unreachable_pieces
@@ -120,7 +120,7 @@ def count_characters(texts: TargetText) -> tuple[Counter, int, list[str]]:
 
 def trainer_tokenizer(base: BaseTokenizer) -> Tokenizer:
     """An empty BPE whose normaliser and word boundaries match the base's, so learnt pieces fit it."""
-    base_tokenizer = Tokenizer.from_str(json.dumps(base.data))
+    base_tokenizer = Tokenizer.from_file(str(base.path))
     scratch = Tokenizer(models.BPE())
     if base_tokenizer.normalizer is not None:
         scratch.normalizer = base_tokenizer.normalizer
@@ -186,10 +186,11 @@ def build_extension(base: BaseTokenizer, texts: TargetText, cfg: TokenizerExtend
     return ext, n_records, sample
 
 
-def write_tokenizer_dir(base: BaseTokenizer, data: dict, output: Path) -> None:
+def write_tokenizer_dir(base: BaseTokenizer, tokenizer: Tokenizer, output: Path) -> None:
     """tokenizer.json plus a tokenizer_config.json that makes AutoTokenizer reproduce the raw ids."""
     output.mkdir(parents=True, exist_ok=True)
-    write_text(output / "tokenizer.json", json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    with atomic_path(output / "tokenizer.json") as tmp:
+        tokenizer.save(str(tmp), pretty=True)
     base_dir = base.path.parent
     config_file = base_dir / "tokenizer_config.json"
     if config_file.is_file():
@@ -224,12 +225,11 @@ def run(cfg: TokenizerExtendConfig) -> dict:
     base = load_base_tokenizer(cfg.base)
     texts = TargetText(cfg)
     ext, n_records, sample = build_extension(base, texts, cfg)
-    data = apply_extension(base, ext)
-    extended = Tokenizer.from_str(json.dumps(data))
-    check = check_extension(Tokenizer.from_str(json.dumps(base.data)), extended, ext, sample)
+    extended = Tokenizer.from_str(json.dumps(apply_extension(base, ext)))
+    check = check_extension(Tokenizer.from_file(str(base.path)), extended, ext, sample)
 
     output = Path(cfg.output)
-    write_tokenizer_dir(base, data, output)
+    write_tokenizer_dir(base, extended, output)
     write_json(output / "extension.json", {
         "base": str(base.path.parent), "family": base.family, "old_vocab_size": ext.first_id,
         "new_vocab_size": ext.first_id + len(ext.pieces), "new_token_ids": ext.ids, "new_tokens": ext.pieces,

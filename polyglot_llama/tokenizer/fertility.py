@@ -16,7 +16,6 @@ tokenizer's token count over the first tokenizer's, on the same text (after / be
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections import defaultdict

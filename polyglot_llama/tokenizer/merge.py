@@ -14,7 +14,6 @@ segmentation, and old merges never take a new token as an operand. Hence:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -137,8 +136,10 @@ def plan_extension(base: BaseTokenizer, learnt_merges: list[tuple[str, str]], ch
         if len(ext.pieces) + len(missing) + 1 > budget:
             ext.skipped["over budget"] += 1
             continue
-        trial = {**vocab, **{c: -1 for c in missing}}
-        parts = bpe_segment(piece, trial, ranks)
+        vocab.update((c, -1) for c in missing)  # on trial: kept only if the piece becomes reachable
+        parts = bpe_segment(piece, vocab, ranks)
+        for c in missing:
+            del vocab[c]
         if len(parts) != 2 or None in parts:
             ext.skipped["unreachable (a part was not added)"] += 1
             continue
@@ -151,8 +152,8 @@ def plan_extension(base: BaseTokenizer, learnt_merges: list[tuple[str, str]], ch
 
 def apply_extension(base: BaseTokenizer, ext: Extension) -> dict:
     """A new tokenizer.json dict: the base's, with the new pieces and merges appended (nothing else changes)."""
-    data = json.loads(json.dumps(base.data))  # deep copy of plain JSON
-    model = data["model"]
+    model = {**base.model, "vocab": dict(base.vocab), "merges": list(base.model["merges"])}
+    data = {**base.data, "model": model}  # only vocab and merges change: shallow copies suffice
     # `tokenizers` ignores the ids stored for added tokens that the model vocabulary lacks and renumbers
     # them from the model's size (Llama 3's specials sit after its 128,000 pieces). Once new pieces follow
     # them, that renumbering would collide; listing the added tokens in the model vocabulary pins their ids.
