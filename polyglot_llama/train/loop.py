@@ -127,6 +127,18 @@ class StepOutput:
 StepFn = Callable[[torch.nn.Module, dict], StepOutput]
 
 
+def distributed_state():
+    """accelerate's process state, created the way `Accelerator` creates it.
+
+    A bare ``PartialState()`` ignores ACCELERATE_USE_CPU and, created first, makes every torchrun rank on a
+    CPU machine believe it is the only (main) process.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
 def _make_accelerator(loop: LoopConfig, output_dir: Path):
     from accelerate import Accelerator
 
@@ -317,12 +329,10 @@ def _log_eval(accelerator, results: dict, step: int) -> None:
 def save_final(model, output: str | Path, tokenizer_dir: str | Path | None = None,
                extra_files: dict[str, str] | None = None) -> Path | None:
     """Write the trained model as a Hugging Face directory (main process only; FSDP states gathered first)."""
-    from accelerate import PartialState
-
     from ..model.checkpoint import save_checkpoint
 
     state_dict = checkpointing.full_state_dict(model)  # collective under FSDP: every rank must call it
-    if not PartialState().is_main_process:
+    if not distributed_state().is_main_process:
         return None
     return save_checkpoint(getattr(model, "module", model), output, tokenizer_dir=tokenizer_dir,
                            extra_files=extra_files, state_dict=state_dict)

@@ -15,15 +15,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerate import PartialState
-
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
 from ..io import read_json, write_json, write_text
 from ..model.checkpoint import check_vocab_matches, load_causal_lm, load_tokenizer, read_model_config
 from .data import build_packed_dataset, causal_lm_step, collate_packed, split_by_language
 from .freezing import TrainStageConfig, prepare_stage
-from .loop import LoopConfig, OptimConfig, ScheduleConfig, save_final, train
+from .loop import LoopConfig, OptimConfig, ScheduleConfig, distributed_state, save_final, train
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +136,7 @@ def run(cfg: PretrainConfig) -> dict:
     pack = dict(text_field=cfg.data.text_field, lang_field=cfg.data.lang_field, default_lang=cfg.data.default_lang,
                 document_masking=cfg.data.document_masking, cache_dir=cache, num_proc=cfg.data.num_proc)
     # The main process tokenises and fills the cache; the other ranks then read it.
-    with PartialState().main_process_first():
+    with distributed_state().main_process_first():
         dataset = build_packed_dataset(cfg.data.train, tokenizer, cfg.data.seq_len, rejects_file=output / "rejected_records.jsonl", **pack)
         validation = build_packed_dataset(cfg.data.validation, tokenizer, cfg.data.seq_len, **pack) if cfg.data.validation else None
     if validation is not None:
