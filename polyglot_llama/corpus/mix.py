@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -117,6 +118,9 @@ class MixConfig:
         for i, source in enumerate(self.sources):
             source.name = source.name or f"{source.lang}_{i}"
         names = [s.name for s in self.sources]
+        bad = next((n for n in names if not re.fullmatch(r"[\w.-]+", n)), None)
+        if bad is not None:
+            raise UserError(f"key 'sources': name {bad!r} may only contain letters, digits, '_', '-' and '.'")
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate:
             raise UserError(f"key 'sources': name {duplicate!r} is used twice; give each source a unique name")
@@ -194,7 +198,8 @@ def count_tokens(source: SourceConfig, tokenizer, cfg: MixConfig, rejects: Rejec
     counts = SourceCounts(files, np.array(tokens, dtype=np.int64), np.array(sizes, dtype=np.int64))
     cache.parent.mkdir(parents=True, exist_ok=True)
     for stale in cache.parent.glob(f"{source.name}.*.npz"):  # counts of older versions of these files
-        stale.unlink()
+        if "." not in stale.name[len(source.name) + 1:-len(".npz")]:  # not another source named "<name>.x"
+            stale.unlink()
     with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".npz", delete=False) as tmp:
         np.savez(tmp, tokens=counts.tokens, cluster_sizes=counts.cluster_sizes, rejected=json.dumps(local.rejected))
     os.replace(tmp.name, cache)
