@@ -127,7 +127,7 @@ def run(cfg: ModelExtendConfig) -> dict:
               "base_tokenizer": str(old_dir), "new_vocab_size": new_size, "embedding_rows": rows_after,
               "pad_to_multiple_of": cfg.pad_to_multiple_of}
     save_checkpoint(model, cfg.output, tokenizer_dir=cfg.tokenizer,
-                    extra_files={"new_tokens.json": json.dumps(record, indent=2) + "\n"})
+                    extra_files={"new_tokens.json": json.dumps(record) + "\n"})
     write_resolved_config(cfg, cfg.output, "model extend")
     log.info("resized %s: %d -> %d rows (%d new tokens, init %s, tied=%s)", cfg.model, rows_before, rows_after, len(added), cfg.init, tied)
     return {"output": str(cfg.output), "old_vocab_size": old_size, "new_vocab_size": new_size, "new_tokens": len(added),
