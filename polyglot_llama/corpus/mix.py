@@ -107,6 +107,9 @@ class MixConfig:
     """Seed of the draw and of the shuffle: the same config and seed give byte-identical shards."""
     write_shards: bool = True
     """false: only plan and write the report (a dry run for tuning weights)."""
+    validation_documents: int = 0
+    """Documents per language held out of the draw (at most half of a language's documents) and written to
+    OUTPUT/validation/<lang>.jsonl.gz, for pretrain's data.validation: held-out text the mixture never repeats."""
 
     def __post_init__(self):
         if not self.tokenizer:
@@ -132,9 +135,10 @@ class MixConfig:
             self.weights = sampling.normalize_weights({normalize_language(k): v for k, v in self.weights.items()})
         if self.method == "unimax" and not self.max_epochs > 0:
             raise UserError(f"key 'max_epochs' is {self.max_epochs}; UniMax needs a positive epoch cap, e.g. 4")
-        for key in ("total_tokens", "tokens_per_shard", "batch_size"):
-            if getattr(self, key) < (0 if key == "total_tokens" else 1):
-                raise UserError(f"key '{key}' is {getattr(self, key)}; it must be {'≥ 0' if key == 'total_tokens' else 'positive'}")
+        for key in ("total_tokens", "validation_documents", "tokens_per_shard", "batch_size"):
+            minimum = 0 if key in ("total_tokens", "validation_documents") else 1
+            if getattr(self, key) < minimum:
+                raise UserError(f"key '{key}' is {getattr(self, key)}; it must be ≥ {minimum}")
         for threshold, weight in self.rehydration.items():
             if not str(threshold).isdigit() or int(threshold) < 1 or weight < 0:
                 raise UserError(f"key 'rehydration.{threshold}': thresholds are cluster sizes ≥ 1 and weights ≥ 0")
@@ -208,6 +212,51 @@ def count_tokens(source: SourceConfig, tokenizer, cfg: MixConfig, rejects: Rejec
     return counts
 
 
+def hold_out(cfg: MixConfig, counts: dict[str, SourceCounts]) -> dict[str, np.ndarray]:
+    """Per source, a mask [D] of documents kept out of the draw for validation: ``validation_documents`` per
+    language (at most half of its non-empty documents), drawn with a stream of their own so that changing
+    the validation size does not change which copies the mixture draws."""
+    masks = {s.name: np.zeros(len(counts[s.name].tokens), dtype=bool) for s in cfg.sources}
+    rng = np.random.default_rng([cfg.seed, 1])
+    for lang in dict.fromkeys(s.lang for s in cfg.sources):
+        members = [s.name for s in cfg.sources if s.lang == lang]
+        candidates = [np.flatnonzero(counts[name].tokens > 0) for name in members]
+        sizes = np.cumsum([len(c) for c in candidates])  # candidates of all sources, end to end
+        k = min(cfg.validation_documents, int(sizes[-1]) // 2)
+        for position in rng.choice(int(sizes[-1]), size=k, replace=False):
+            which = int(np.searchsorted(sizes, position, side="right"))
+            start = int(sizes[which - 1]) if which else 0
+            masks[members[which]][candidates[which][position - start]] = True
+    return masks
+
+
+def _output_record(record: dict, source: SourceConfig, text_field: str) -> dict:
+    out = {"text": record[text_field], "lang": source.lang, "source": source.name}
+    if "id" in record:
+        out["id"] = record["id"]
+    return out
+
+
+def _write_validation(cfg: MixConfig, counts: dict[str, SourceCounts], masks: dict[str, np.ndarray]) -> dict:
+    """Write the held-out documents as OUTPUT/validation/<lang>.jsonl.gz; returns {lang: path}."""
+    by_lang: dict[str, list[dict]] = {}
+    for source in cfg.sources:
+        wanted = set(np.flatnonzero(masks[source.name]).tolist())
+        if not wanted:
+            continue
+        for index, record in enumerate(iter_records(counts[source.name].files, RejectCounter(), text_field=cfg.text_field)):
+            if index in wanted:
+                by_lang.setdefault(source.lang, []).append(_output_record(record, source, cfg.text_field))
+    directory = Path(cfg.output) / "validation"
+    for old in directory.glob("*.jsonl.gz"):  # languages of an earlier run
+        old.unlink()
+    paths = {}
+    for lang, records in by_lang.items():
+        write_jsonl(directory / f"{lang}.jsonl.gz", records)
+        paths[lang] = f"validation/{lang}.jsonl.gz"
+    return paths
+
+
 def plan(cfg: MixConfig, counts: dict[str, SourceCounts]) -> dict:
     """Token budgets per language and per source, and the per-document weights the draw uses."""
     available_by_lang: dict[str, float] = {}
@@ -263,10 +312,7 @@ def _scatter(cfg: MixConfig, copies: dict[str, np.ndarray], counts: dict[str, So
                     break
                 if index != next_doc:
                     continue
-                out = {"text": record[cfg.text_field], "lang": source.lang, "source": source.name}
-                if "id" in record:
-                    out["id"] = record["id"]
-                line = (json.dumps(out, ensure_ascii=False) + "\n").encode("utf-8")
+                line = (json.dumps(_output_record(record, source, cfg.text_field), ensure_ascii=False) + "\n").encode("utf-8")
                 for b in targets[ends[index] - c[index]:ends[index]]:
                     files[b].write(line)
                 next_doc = next(wanted, None)
@@ -331,7 +377,7 @@ def _write_shards(cfg: MixConfig, copies: dict[str, np.ndarray], counts: dict[st
 
 
 def write_reports(cfg: MixConfig, counts: dict[str, SourceCounts], planned: dict, copies: dict[str, np.ndarray],
-                  shards: list[dict], rejects: RejectCounter) -> dict:
+                  shards: list[dict], rejects: RejectCounter, held: dict) -> dict:
     """report.json, report.md and (with shards) manifest.json: available, planned and drawn tokens, epochs, shares."""
     drawn = {n: int((copies[n] * counts[n].tokens).sum()) for n in copies}
     total_drawn = max(sum(drawn.values()), 1)
@@ -344,17 +390,20 @@ def write_reports(cfg: MixConfig, counts: dict[str, SourceCounts], planned: dict
             "tokens_effective": round(planned["effective"][s.name]), "tokens_planned": round(planned["source_budget"][s.name]),
             "tokens_drawn": drawn[s.name], "documents_drawn": int(copies[s.name].sum()),
             "epochs": drawn[s.name] / available, "share": drawn[s.name] / total_drawn,
+            "validation_documents": held["documents"][s.name], "validation_tokens": held["tokens"][s.name],
         })
     languages = {}
     for lang, available in planned["available_by_lang"].items():
         got = sum(r["tokens_drawn"] for r in sources if r["lang"] == lang)
         languages[lang] = {"tokens_available": int(available), "tokens_planned": round(planned["lang_budget"][lang]),
                            "tokens_drawn": got, "epochs": got / available,
-                           "planned_share": planned["lang_budget"][lang] / planned["total"], "share": got / total_drawn}
+                           "planned_share": planned["lang_budget"][lang] / planned["total"], "share": got / total_drawn,
+                           "validation_documents": sum(r["validation_documents"] for r in sources if r["lang"] == lang),
+                           "validation_tokens": sum(r["validation_tokens"] for r in sources if r["lang"] == lang)}
     report = {"method": cfg.method, "alpha": cfg.alpha, "max_epochs": cfg.max_epochs, "weights": cfg.weights,
               "replay": {"lang": cfg.replay.lang, "share": cfg.replay.share}, "seed": cfg.seed,
               "tokenizer": cfg.tokenizer, "total_budget": round(planned["total"]), "tokens_drawn": sum(drawn.values()),
-              "languages": languages, "sources": sources, "rejected": rejects.by_reason()}
+              "languages": languages, "sources": sources, "validation": held["paths"], "rejected": rejects.by_reason()}
     output = Path(cfg.output)
     write_json(output / "report.json", report)
     write_text(output / "report.md", _report_markdown(report))
@@ -363,6 +412,7 @@ def write_reports(cfg: MixConfig, counts: dict[str, SourceCounts], planned: dict
             "format": "jsonl.gz", "fields": ["text", "lang", "source", "id"], "tokenizer": cfg.tokenizer,
             "seed": cfg.seed, "method": cfg.method, "tokens_drawn": report["tokens_drawn"],
             "tokens_drawn_by_lang": {lang: v["tokens_drawn"] for lang, v in languages.items()}, "shards": shards,
+            "validation": held["paths"],
         })
     return report
 
@@ -389,6 +439,10 @@ def _report_markdown(report: dict) -> str:
         lines.append(f"| {r['name']} | {r['lang']} | {r['documents']:,} | {r['tokens_available']:,} | {r['upsample']:g} | "
                      f"{'yes' if r['rehydrate'] else 'no'} | {r['tokens_planned']:,} | {r['tokens_drawn']:,} | "
                      f"{r['epochs']:.2f} | {r['share']:.2%} |")
+    if report["validation"]:
+        lines += ["", "Held out of the draw for validation: " + ", ".join(
+            f"{lang} {report['languages'][lang]['validation_documents']:,} documents / "
+            f"{report['languages'][lang]['validation_tokens']:,} tokens ({path})" for lang, path in report["validation"].items())]
     if report["rejected"]:
         lines += ["", "Unreadable records (see rejected.jsonl): " + ", ".join(f"{k}: {v}" for k, v in report["rejected"].items())]
     return "\n".join(lines) + "\n"
@@ -401,15 +455,21 @@ def run(cfg: MixConfig) -> dict:
     output = Path(cfg.output)
     rejects = RejectCounter()
     counts = {s.name: count_tokens(s, tokenizer, cfg, rejects) for s in cfg.sources}
+    held_out = hold_out(cfg, counts)
+    # Held-out documents count as empty for planning and drawing: they are never in the mixture.
+    held_out_tokens = {name: int(counts[name].tokens[mask].sum()) for name, mask in held_out.items()}
+    counts = {name: SourceCounts(c.files, np.where(held_out[name], 0, c.tokens), c.cluster_sizes) for name, c in counts.items()}
     planned = plan(cfg, counts)
     rng = np.random.default_rng(cfg.seed)
     copies = {s.name: sampling.repeat_counts(counts[s.name].tokens, planned["doc_weights"][s.name],
                                              planned["source_budget"][s.name], rng)
               for s in cfg.sources}
     shards = _write_shards(cfg, copies, counts, rng) if cfg.write_shards else []
+    validation = _write_validation(cfg, counts, held_out) if cfg.write_shards and cfg.validation_documents else {}
     if rejects.count:
         write_jsonl(output / "rejected.jsonl", rejects.rejected)
-    report = write_reports(cfg, counts, planned, copies, shards, rejects)
+    held = {"documents": {n: int(m.sum()) for n, m in held_out.items()}, "tokens": held_out_tokens, "paths": validation}
+    report = write_reports(cfg, counts, planned, copies, shards, rejects, held)
     write_resolved_config(cfg, output, "corpus mix")
     return {"output": str(output), "shards": len(shards), "tokens_drawn": report["tokens_drawn"],
             "languages": {lang: round(v["share"], 4) for lang, v in report["languages"].items()},

@@ -190,3 +190,24 @@ def test_parquet_source_from_corpus_build(tmp_path, en_tokenizer_dir):
     lengths = [len(ids) for ids in tok([r["text"] for r in ko], add_special_tokens=False)["input_ids"]]
     assert report["ko_kept"]["tokens_available"] == sum(lengths)
     assert report["ko_kept"]["tokens_effective"] == 5 * sum(lengths[:10]) + sum(lengths[10:])
+
+
+def test_validation_documents_are_held_out_of_the_draw(tmp_path, en_tokenizer_dir):
+    summary = run(_config(en_tokenizer_dir, tmp_path / "mix", _sources(), validation_documents=8, total_tokens=60_000))
+    report = json.loads((tmp_path / "mix" / "report.json").read_text())
+    held = {}
+    for lang in ("en", "ko"):
+        with gzip.open(tmp_path / "mix" / "validation" / f"{lang}.jsonl.gz", "rt", encoding="utf-8") as f:
+            held[lang] = [json.loads(line) for line in f]
+        assert len(held[lang]) == 8 and {r["lang"] for r in held[lang]} == {lang}
+        assert report["languages"][lang]["validation_documents"] == 8
+    drawn_ids = {r["id"] for r in _read_mixture(tmp_path / "mix")}
+    held_ids = {r["id"] for records in held.values() for r in records}
+    assert not drawn_ids & held_ids  # the mixture never contains validation text
+    assert len(drawn_ids) == 2 * 60 - 16  # every other document is drawn at ~3 epochs
+    tok = load_tokenizer(en_tokenizer_dir)
+    en_tokens = sum(len(ids) for ids in tok([r["text"] for r in sample_records("en")], add_special_tokens=False)["input_ids"])
+    assert report["languages"]["en"]["tokens_available"] + report["languages"]["en"]["validation_tokens"] == en_tokens
+    assert json.loads((tmp_path / "mix" / "manifest.json").read_text())["validation"] == {
+        "en": "validation/en.jsonl.gz", "ko": "validation/ko.jsonl.gz"}
+    assert summary["shards"] == 1
