@@ -143,7 +143,10 @@ def sample_instruction(constraints: dict[str, dict], lang: str, rng: random.Rand
     short = rng.random() < short_fraction
     texts, parts = [], []
     for category in chosen:
-        value = rng.choice(constraints[category]["values"][lang])
+        # "Answer in <the prompt's own language>" tests nothing: prefer another language when there is one.
+        values = constraints[category]["values"][lang]
+        values = [v for v in values if v.get("answer_lang") != lang] or values
+        value = rng.choice(values)
         texts.append(constraints[category]["templates"][lang]["short" if short else "full"].format(value=value["text"]))
         parts.append({"category": category, "value": value["text"],
                       **({"answer_lang": value["answer_lang"]} if "answer_lang" in value else {})})

@@ -63,6 +63,8 @@ def test_instruction_sampling_is_seeded_combined_and_half_short():
     assert short.text.startswith("인물: ")
     language = next(s for s in samples if any(p["category"] == "language" for p in s.parts))
     assert all("answer_lang" in p for p in language.parts if p["category"] == "language")
+    requested = {p["answer_lang"] for s in samples for p in s.parts if "answer_lang" in p}
+    assert "ko" not in requested and {"en", "ja", "zh"} <= requested  # never the prompt's own language
     # A language without templates falls back to English.
     assert sample_instruction(constraints, "xx", random.Random(1)).lang == "en"
 
