@@ -66,8 +66,9 @@ def new_token_ids(old: Tokenizer, new: Tokenizer, old_dir: str, new_dir: str) ->
     old_vocab, new_vocab = old.get_vocab(with_added_tokens=True), new.get_vocab(with_added_tokens=True)
     for token, id_ in old_vocab.items():
         if new_vocab.get(token) != id_:
-            raise UserError(f"{new_dir} does not extend the model's tokenizer {old_dir}: token {token!r} has id {id_} "
-                            f"there but {new_vocab.get(token)} here; extend the model's own tokenizer")
+            here = "is missing here" if token not in new_vocab else f"has id {new_vocab[token]} here"
+            raise UserError(f"{new_dir} does not extend the model's tokenizer {old_dir}: token {token!r} (id {id_} there) "
+                            f"{here}; extend the model's own tokenizer")
     old_size, new_size = max(old_vocab.values()) + 1, max(new_vocab.values()) + 1
     added = sorted(i for t, i in new_vocab.items() if t not in old_vocab)
     if not added:

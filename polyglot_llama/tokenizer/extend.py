@@ -80,6 +80,13 @@ class TokenizerExtendConfig:
             self.lang = normalize_language(self.lang)
 
 
+def _language_or_raw(code: str) -> str:
+    try:
+        return normalize_language(code)
+    except UserError:  # not an ISO code: still "another language", counted under its own spelling
+        return code.strip()
+
+
 class TargetText:
     """The input records of the target language, re-readable (the trainer may need a second pass)."""
 
@@ -93,9 +100,11 @@ class TargetText:
         self.rejects, self.other_languages = RejectCounter(), Counter()
         for record in iter_records(self.files, self.rejects, text_field=self.cfg.text_field):
             lang = record.get(self.cfg.lang_field)
-            if self.cfg.lang and isinstance(lang, str) and lang.strip() and normalize_language(lang) != self.cfg.lang:
-                self.other_languages[normalize_language(lang)] += 1
-                continue
+            if self.cfg.lang and isinstance(lang, str) and lang.strip():
+                lang = _language_or_raw(lang)
+                if lang != self.cfg.lang:
+                    self.other_languages[lang] += 1
+                    continue
             text = record[self.cfg.text_field]
             if text.strip():
                 yield text

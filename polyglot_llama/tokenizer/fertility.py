@@ -95,8 +95,11 @@ def read_languages(cfg: FertilityConfig) -> dict[str, list[dict]]:
     rejects = RejectCounter()
     by_lang: dict[str, list[dict]] = defaultdict(list)
     for record in iter_records(expand_inputs(cfg.input), rejects, text_field=cfg.text_field):
-        lang = record.get(cfg.lang_field) or cfg.default_lang
-        lang = normalize_language(lang) if lang != "und" else lang
+        lang = str(record.get(cfg.lang_field) or cfg.default_lang)
+        try:
+            lang = normalize_language(lang) if lang != "und" else lang
+        except UserError:  # an unknown label is reported under its own spelling rather than dropped
+            lang = lang.strip()
         if cfg.max_records_per_lang and len(by_lang[lang]) >= cfg.max_records_per_lang:
             continue
         if record[cfg.text_field].strip():
