@@ -31,7 +31,7 @@ from ..config import to_dict, write_resolved_config
 from ..errors import UserError
 from ..io import expand_inputs, read_json, write_json
 from .accounting import AccountedDatatroveFilter
-from .language_steps import LanguageFilter, LanguageTagger
+from .language_steps import ForeignParagraphFilter, LanguageFilter, LanguageTagger
 from .lid import load_lid_model
 from .pii import PiiMasker
 from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist
@@ -87,6 +87,9 @@ def _filter_steps(cfg: CorpusBuildConfig, files: list[str], rejected: str) -> li
             lid = per_language(cfg.lid)
             steps.append(LanguageFilter(cfg.languages, {lang: lid[lang]["threshold"] for lang in cfg.languages},
                                         {lang: lid[lang]["min_script_ratio"] for lang in cfg.languages}, rejected))
+        elif name == "foreign_paragraphs":
+            steps.append(ForeignParagraphFilter(cfg.lid.model, cfg.lid.paragraph_threshold,
+                                                cfg.lid.paragraph_min_chars, rejected))
         elif name == "blocklist":
             steps.append(DomainBlocklistFilter(read_blocklist(cfg.blocklist.file), cfg.blocklist.url_field, rejected))
         elif name == "gopher_repetition":

@@ -89,3 +89,37 @@ class LanguageFilter(CorpusFilter):
             if ratio < self.min_script_ratio[language]:
                 return False, "wrong_script"
         return True
+
+
+class ForeignParagraphFilter(CorpusFilter):
+    """Drops the lines of a document that LID confidently assigns to another language than the document's.
+
+    Web pages in the target language often carry navigation, cookie banners or quotes in English. Lines
+    shorter than ``min_chars`` are kept (too short for reliable LID); a document left with no text is
+    rejected. Optional: add ``foreign_paragraphs`` to a recipe's steps after ``language``.
+    """
+
+    name = "foreign_paragraphs"
+    step_name = "foreign_paragraphs"
+
+    def __init__(self, model_path: str = "", threshold: float = 0.8, min_chars: int = 40,
+                 rejected_folder: str | None = None):
+        super().__init__(rejected_folder)
+        self.model_path, self.threshold, self.min_chars = model_path, threshold, min_chars
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        model = load_lid_model(self.model_path or None)  # cached per process
+        language = doc.metadata["language"]
+        kept, removed = [], 0
+        for line in doc.text.splitlines(keepends=True):
+            if len(line.strip()) >= self.min_chars:
+                other, score = model.predict(line)[0]
+                if other != language and score >= self.threshold:
+                    removed += 1
+                    continue
+            kept.append(line)
+        if removed:
+            self.stat_update(f"lines_removed|{language}", value=removed)
+            doc.text = "".join(kept).strip()
+            doc.metadata["foreign_lines_removed"] = removed
+        return bool(doc.text.strip()) or (False, "only_foreign_paragraphs")

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from ..errors import UserError
 from ..languages import normalize_language
 
-FILTER_STEPS = ("language", "blocklist", "gopher_repetition", "fineweb_quality", "gopher_quality", "pii")
+FILTER_STEPS = ("language", "foreign_paragraphs", "blocklist", "gopher_repetition", "fineweb_quality",
+                "gopher_quality", "pii")
 DEDUP_STEPS = ("exact_dedup", "minhash_dedup")
 ALL_STEPS = FILTER_STEPS + DEDUP_STEPS
 
@@ -57,6 +58,10 @@ class LidSection:
     """Minimum language_score to keep a document (FineWeb: 0.65 with lid.176); per language allowed."""
     min_script_ratio: float | dict[str, float] = 0.0
     """Minimum share of letters in the language's own script (e.g. Hangul for ko); 0 disables the check."""
+    paragraph_threshold: float = 0.8
+    """Step foreign_paragraphs: drop a line LID assigns to another language with at least this score."""
+    paragraph_min_chars: int = 40
+    """Step foreign_paragraphs: shorter lines are kept (too short for reliable LID)."""
 
     def __post_init__(self):
         _check_per_language(self)
@@ -192,8 +197,8 @@ class CorpusBuildConfig:
     """Languages to keep (ISO 639-1/-3 codes such as ko or kor)."""
     steps: list[str] = field(default_factory=lambda: [
         "language", "gopher_repetition", "fineweb_quality", "gopher_quality", "pii", "exact_dedup", "minhash_dedup"])
-    """Steps in order; language ID tagging always runs first. Known: language, blocklist, gopher_repetition,
-    fineweb_quality, gopher_quality, pii, exact_dedup, minhash_dedup (dedup steps last)."""
+    """Steps in order; language ID tagging always runs first. Known: language, foreign_paragraphs, blocklist,
+    gopher_repetition, fineweb_quality, gopher_quality, pii, exact_dedup, minhash_dedup (dedup steps last)."""
     text_field: str = "text"
     """Field of the input records holding the text."""
     id_field: str = "id"

@@ -19,7 +19,7 @@ from polyglot_llama.errors import UserError
 
 RECIPE = """
 languages: [ko, en]
-steps: [language, blocklist, gopher_quality, gopher_repetition, fineweb_quality, pii, exact_dedup, minhash_dedup]
+steps: [language, foreign_paragraphs, blocklist, gopher_quality, gopher_repetition, fineweb_quality, pii, exact_dedup, minhash_dedup]
 lid:
   threshold: {ko: 0.842, en: 0.65}
   min_script_ratio: 0.5
@@ -57,6 +57,8 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
     ko_docs.append({"id": "ko-001-copy", "text": by_id["ko-001"]["text"]})
     ko_docs.append({"id": "ko-002-near", "text": "우리 " + by_id["ko-002"]["text"]})
     ko_docs.append({"id": "ko-spam", "text": "오늘의 특가는 지금 바로 구매하세요!\n" * 30})
+    banner = "Please accept our cookies to continue reading this article."
+    ko_docs.append({"id": "ko-mixed", "text": f"{ko[24]['text']}\n{banner}\n{ko[25]['text']}"})
     _jsonl(raw / "ko.jsonl", ko_docs)
 
     en_docs = [dict(r) for r in en[:20]]
@@ -111,7 +113,7 @@ def test_kept_and_rejected_exactly(corpus):
 
     expected_kept = ({f"ko-{i:03d}" for i in range(1, 21)} - {"ko-002"}
                      | {f"en-{i:03d}" for i in range(1, 21)} - {"en-005"}
-                     | {"en-031", "en-032", "en-040", "en-041", "en-042", "ko-047", "notes.txt/1", "notes.txt/2"}
+                     | {"en-031", "en-032", "en-040", "en-041", "en-042", "ko-047", "notes.txt/1", "notes.txt/2", "ko-mixed"}
                      | ({"ko-002", "ko-002-near", "en-005", "en-005-variant"} - {exact_loser, near_loser}))
     assert set(kept) == expected_kept
 
@@ -139,6 +141,9 @@ def test_kept_and_rejected_exactly(corpus):
     survivor = ({"ko-002", "ko-002-near"} - {near_loser}).pop()
     assert kept[survivor]["minhash_cluster_size"] == 2
     assert kept["ko-003"]["minhash_cluster_size"] == 1
+    # the English paragraph of a Korean page is dropped, the Korean ones stay
+    assert kept["ko-mixed"]["text"] == f"{sample_records('ko')[24]['text']}\n{sample_records('ko')[25]['text']}"
+    assert kept["ko-mixed"]["metadata"]["foreign_lines_removed"] == 1
     # PII masked in kept text
     assert "jane.roe@mail.com" not in kept["en-031"]["text"] and "email@example.com" in kept["en-031"]["text"]
     assert "7946" not in kept["en-031"]["text"] and "+1-555-0100" in kept["en-031"]["text"]
@@ -151,7 +156,7 @@ def test_stats_add_up(corpus):
     out, _ = corpus
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     steps = {s["step"]: s for s in stats["steps"]}
-    assert list(steps) == ["read", "lid", "language", "blocklist", "gopher_quality", "gopher_repetition",
+    assert list(steps) == ["read", "lid", "language", "foreign_paragraphs", "blocklist", "gopher_quality", "gopher_repetition",
                            "fineweb_quality", "pii", "exact_dedup", "minhash_dedup"]
     for s in stats["steps"]:
         assert s["docs_in"] == s["docs_kept"] + s["docs_rejected"], s["step"]
@@ -161,13 +166,14 @@ def test_stats_add_up(corpus):
     for before, after in zip(stats["steps"], stats["steps"][1:]):
         assert after["docs_in"] == before["docs_kept"], after["step"]
     rejected = _rejected(out)
-    assert stats["documents_in"] == 23 + 24 + 4 + 6 + 2 + 7
+    assert stats["documents_in"] == 24 + 24 + 4 + 6 + 2 + 7
     assert stats["documents_kept"] + len(rejected) == stats["documents_in"]
     assert stats["documents_rejected"] == len(rejected)
     assert steps["read"]["rejected_by_reason"]["missing or non-string field 'text'"] == 2
     assert steps["language"]["by_language"]["ru"]["docs_rejected"] == 3
     assert steps["read"]["by_language"].keys() == {"und"}  # language is known only after the LID step
-    assert steps["lid"]["by_language"]["ko"]["docs_kept"] == 20 + 3 + 3  # samples, injected, notes.txt + bad.jsonl
+    assert steps["lid"]["by_language"]["ko"]["docs_kept"] == 20 + 4 + 3  # samples, injected, notes.txt + bad.jsonl
+    assert steps["foreign_paragraphs"]["extra"] == {"lines_removed|ko": 1}
     assert stats["kept_by_language"]["ko"]["docs"] == sum(1 for r in _read_gz_jsonl(out.glob("kept/*.jsonl.gz"))
                                                           if r["lang"] == "ko")
     assert steps["pii"]["extra"] == {"masked_docs|email": 1, "masked_docs|phone": 1}

@@ -9,7 +9,7 @@ import pytest
 from datatrove.data import Document
 
 from conftest import sample_texts
-from polyglot_llama.corpus.language_steps import LanguageFilter, script_ratio
+from polyglot_llama.corpus.language_steps import ForeignParagraphFilter, LanguageFilter, script_ratio
 from polyglot_llama.corpus.quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist, url_domain
 from polyglot_llama.errors import UserError
 
@@ -72,3 +72,16 @@ def test_accounting_and_rejected_records(tmp_path):
     assert [(r["step"], r["reason"], r["language"], r["text"]) for r in rejected] == [
         ("gopher_quality", "gopher_short_doc", "de", "too short"),
         ("gopher_quality", "gopher_short_doc", "en", "short too")]
+
+
+def test_foreign_paragraphs_are_dropped_from_mixed_documents():
+    ko, en = sample_texts("ko"), sample_texts("en")
+    step = ForeignParagraphFilter(threshold=0.8, min_chars=40)
+    doc = _doc(f"{ko[0]}\n{en[0]}\nOK\n{ko[1]}", "ko")
+    assert step.filter(doc) is True
+    assert doc.text == f"{ko[0]}\nOK\n{ko[1]}"  # the English line is gone; the 2-character line stays
+    assert doc.metadata["foreign_lines_removed"] == 1
+    only_english = _doc(f"{en[0]}\n{en[1]}", "ko")
+    assert step.filter(only_english) == (False, "only_foreign_paragraphs")
+    untouched = _doc(f"{ko[2]}\n{ko[3]}", "ko")
+    assert step.filter(untouched) is True and untouched.text == f"{ko[2]}\n{ko[3]}"
