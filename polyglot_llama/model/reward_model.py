@@ -58,6 +58,8 @@ def build_reward_model(base_path: str | os.PathLike, dtype: torch.dtype | None =
     finally:
         hf_logging.set_verbosity(verbosity)
     model.config.problem_type = "regression"
+    if model.config.pad_token_id is None:  # placeholder until `prepare_tokenizer` sets the tokenizer's choice
+        model.config.pad_token_id = model.config.eos_token_id
     return model
 
 
@@ -68,11 +70,7 @@ def prepare_tokenizer(model, tokenizer) -> None:
     refuses batches larger than one without some pad id in the config, so one is always set.
     """
     if tokenizer.pad_token_id is None:
-        configured = getattr(model.config, "pad_token_id", None)
-        if configured is not None and configured < len(tokenizer):
-            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(configured)
-        else:
-            tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
 
 
