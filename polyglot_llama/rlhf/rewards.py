@@ -130,19 +130,17 @@ class RewardScorer:
         return sum(prob for code, prob in self.lid.predict(text, k=5) if code == lang)
 
 
-def shape_rewards(scores: torch.Tensor, shaping: str, eps: float = 1e-4) -> torch.Tensor:
+def shape_rewards(scores: torch.Tensor, shaping: str) -> torch.Tensor:
     """PPO's scalar reward per response from scores in [0, 1].
 
-    logit_whiten: WHITEN(LOGIT(R_c)) as in Llama 2 (scores clamped to [eps, 1 − eps] so a perfect 0 or 1 stays
-    finite); whiten: batch whitening only; none: the score as it is.
+    logit_whiten: WHITEN(LOGIT(R_c)) as in Llama 2 (LOGIT clamps, so a perfect 0 or 1 stays finite);
+    whiten: batch whitening only; none: the score as it is. A batch of one is not whitened.
     """
-    from ..train.losses import masked_whiten
+    from .combined_reward import logit, whiten
 
     scores = scores.float()
     if shaping == "none":
         return scores
     if shaping == "logit_whiten":
-        scores = torch.logit(scores.clamp(eps, 1 - eps))
-    if scores.numel() < 2:
-        return scores
-    return masked_whiten(scores, torch.ones_like(scores))
+        scores = logit(scores)
+    return whiten(scores) if scores.numel() > 1 else scores
