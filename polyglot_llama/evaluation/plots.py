@@ -33,10 +33,12 @@ def grouped_bars(series: dict[str, dict[str, float | None]], path: Path, title: 
         ys = [values[c] for c in categories if values.get(c) is not None]
         bars = ax.bar(xs, ys, width, label=name)
         ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
+    values = [v for vs in series.values() for v in vs.values() if v is not None]
+    if values and min(values) >= 0:  # rates, accuracies, bits per byte: the axis starts at 0
+        ax.set_ylim(bottom=0, top=max(max(values) * 1.15, 1e-9) if max(values) > 0 else 1)
     ax.set_xticks(range(len(categories)), categories)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel)
-    ax.margins(y=0.15)
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8, frameon=False)
