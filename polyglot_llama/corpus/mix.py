@@ -4,13 +4,15 @@ Two passes over the sources. Pass 1 tokenises every document with the *target* t
 the model will train with) and keeps only its token count and duplicate-cluster size (cached under
 ``OUTPUT/token_counts/``, so changing weights and rerunning does not re-tokenise). The plan then follows
 `sampling`: language budgets → source budgets → integer copies per document. Pass 2 streams the sources
-again, sends each drawn copy to a random shard, and finally shuffles every shard in memory (shards are
-bounded by ``tokens_per_shard``), so memory stays flat however large the corpus is.
+again, appends each drawn copy to a random bucket file, then writes every bucket in a random order as
+shards of about ``tokens_per_shard`` tokens, reading lines by offset: memory stays flat however large the
+corpus is.
 
 Outputs under ``OUTPUT/``: ``mixture/mixture-NNNNN.jsonl.gz`` ({"text", "lang", "source"[, "id"]}: what
-`polyglot-llama pretrain` reads), ``manifest.json`` (shards with documents/tokens per language),
-``report.md`` / ``report.json`` (per source: tokens available, planned, drawn, epochs, share),
-``rejected.jsonl`` (unreadable records with file, line and reason) and the resolved config.
+`polyglot-llama pretrain` reads), ``validation/<lang>.jsonl.gz`` (documents held out of the draw),
+``manifest.json`` (shards with documents per language), ``report.md`` / ``report.json`` (per language and
+source: tokens available, planned, drawn, epochs, share), ``rejected.jsonl`` (unreadable records with
+file, line and reason) and the resolved config.
 """
 
 from __future__ import annotations
