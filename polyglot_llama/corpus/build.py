@@ -36,7 +36,7 @@ from .lid import load_lid_model
 from .pii import PiiMasker
 from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist
 from .reader import RecordReader, ShardReader
-from .recipe import CorpusBuildConfig, for_language
+from .recipe import DEDUP_STEPS, CorpusBuildConfig, for_language
 from .words import ScriptWordTokenizer, word_tokenizer
 
 __all__ = ["CorpusBuildConfig", "run"]
@@ -152,8 +152,9 @@ def build_stages(cfg: CorpusBuildConfig, files: list[str]) -> list[tuple[str, li
 
 
 def accounted_steps(cfg: CorpusBuildConfig) -> list[str]:
-    """Names of the steps that appear in the statistics, in order."""
-    return ["read", "lid", *cfg.steps]
+    """Names of the steps that appear in the statistics, in the order documents pass them."""
+    filters = [s for s in cfg.steps if s not in DEDUP_STEPS]
+    return ["read", "lid", *filters, *(s for s in DEDUP_STEPS if s in cfg.steps)]
 
 
 def _executor(cfg: CorpusBuildConfig, name: str, pipeline: list, tasks: int, logs: Path, depends):
