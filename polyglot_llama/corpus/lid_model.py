@@ -58,8 +58,8 @@ LID_SOURCES: dict[str, LidSource] = {
         license="Apache-2.0",
     ),
     "openlid": LidSource(
-        file_name="openlid-v2.bin",
-        url="https://huggingface.co/laurievb/OpenLID-v2/resolve/main/model.bin",
+        file_name="openlid_v2_180325.bin",
+        url="https://zenodo.org/records/15056559/files/openlid_v2_180325.bin",  # the authors' Zenodo release
         license="GPL-3.0",
     ),
 }
