@@ -46,7 +46,7 @@ class RecordReader(AccountedStep):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         files = self.files[rank::world_size]
         # one bar, for the first task only: parallel tasks would overwrite each other's lines
-        progress = tqdm(desc=f"task {rank}/{world_size}: documents read", unit="doc", disable=rank != 0)
+        progress = tqdm(desc=f"task {rank}/{world_size}: documents read", unit="doc", disable=rank != 0, mininterval=1)
         with self.reject_writer() as writer, progress:
             for file_no, path in enumerate(files, start=1):
                 self.stat_update("input_files")
