@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -37,6 +38,11 @@ from ..errors import UserError
 from ..io import RejectCounter, expand_inputs, iter_records, write_json, write_jsonl, write_text
 from ..languages import normalize_language
 from . import sampling
+
+log = logging.getLogger(__name__)
+# Data repeated more often than this starts to cost quality (Muennighoff et al. 2023: up to ~4 epochs are
+# almost as good as fresh data); the run warns so the user can switch to unimax or lower total_tokens.
+REPEAT_WARNING_EPOCHS = 4.0
 
 
 @dataclass
@@ -131,6 +137,8 @@ class MixConfig:
             raise UserError(f"key 'sources': name {duplicate!r} is used twice; give each source a unique name")
         if not 0 <= self.alpha <= 1:
             raise UserError(f"key 'alpha' is {self.alpha}; it must lie in [0, 1] (0.3 as in XLM-R/mT5)")
+        if self.weights and self.method != "weights":
+            log.warning("key 'weights' is ignored with method %r; set method: weights to use it", self.method)
         if self.method == "weights":
             if not self.weights:
                 raise UserError("method 'weights' needs key 'weights', e.g. {ko: 9, en: 1}")
@@ -473,6 +481,10 @@ def run(cfg: MixConfig) -> dict:
     held = {"documents": {n: int(m.sum()) for n, m in held_out.items()}, "tokens": held_out_tokens, "paths": validation}
     report = write_reports(cfg, counts, planned, copies, shards, rejects, held)
     write_resolved_config(cfg, output, "corpus mix")
+    for lang, v in report["languages"].items():
+        if v["epochs"] > max(REPEAT_WARNING_EPOCHS, cfg.max_epochs if cfg.method == "unimax" else 0):
+            log.warning("language %s is repeated %.1f times (%s tokens available); consider method: unimax, "
+                        "more data or a smaller total_tokens", lang, v["epochs"], f"{v['tokens_available']:,}")
     return {"output": str(output), "shards": len(shards), "tokens_drawn": report["tokens_drawn"],
             "languages": {lang: round(v["share"], 4) for lang, v in report["languages"].items()},
             "rejected": rejects.count}

@@ -115,7 +115,7 @@ def test_replay_share_and_unimax(tmp_path, en_tokenizer_dir):
     assert {r["lang"] for r in records} == {"en", "ko"}
 
 
-def test_upsampling_and_rehydration(tmp_path, en_tokenizer_dir):
+def test_upsampling_and_rehydration(tmp_path, en_tokenizer_dir, caplog):
     en = sample_records("en")
     half = len(en) // 2
     # Two English sources of similar size; "facts" upsampled 3×. Within "web", documents from duplicate
@@ -127,6 +127,7 @@ def test_upsampling_and_rehydration(tmp_path, en_tokenizer_dir):
     sources = [{"name": "facts", "lang": "en", "paths": [facts], "upsample": 3},
                {"name": "web", "lang": "en", "paths": [web], "rehydrate": True}]
     run(_config(en_tokenizer_dir, tmp_path / "mix", sources, total_tokens=200_000))
+    assert "language en is repeated" in caplog.text  # ~20 epochs of the English sample
     report = {s["name"]: s for s in json.loads((tmp_path / "mix" / "report.json").read_text())["sources"]}
     # web's effective size: unique tokens + 8 × cluster tokens; facts: 3 × its tokens.
     assert report["facts"]["tokens_effective"] == 3 * report["facts"]["tokens_available"]
