@@ -72,8 +72,10 @@ class GattConfig:
     default_lang: str = "en"
     """Language of prompts without a language field."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=256, temperature=0.7, top_p=0.9))
+    require_language: bool = False
+    """build: drop (and count) dialogues with an answer not in the language a language constraint asks for (LID)."""
     lid_model: str = ""
-    """fastText language-ID model for eval (default: the cached lid.176.ftz)."""
+    """fastText language-ID model for eval and require_language (default: the cached lid.176.ftz)."""
     seed: int = 0
     """Seed of dialogue composition, instructions and sampling."""
 
@@ -262,6 +264,19 @@ def training_record(dialogue: Dialogue, instruction_in: str) -> dict:
 
 # ----------------------------------------------------------------------------------------- evaluation
 
+def language_followed(dialogue: Dialogue, predict_lang: Callable[[str], str]) -> bool:
+    """Every answer is in the language each of the dialogue's language constraints asks for."""
+    wanted = {p["answer_lang"] for p in dialogue.instruction.parts if "answer_lang" in p}
+    return all(predict_lang(answer) == lang for lang in wanted for answer in dialogue.answers)
+
+
+def _language_predictor(path: str) -> Callable[[str], str]:
+    from ..corpus.lid import load_lid_model, predict_language
+
+    lid = load_lid_model(path or None)
+    return lambda text: predict_language(lid, text)[0]
+
+
 def _rate(followed: int, total: int) -> dict:
     return {"answers": total, "followed": followed, "rate": followed / total if total else None}
 
@@ -326,9 +341,15 @@ def run(cfg: GattConfig) -> dict:
     else:
         prompt_messages = lambda d, t: deployed_messages(d.instruction.text, d.users[:t + 1], d.answers, cfg.instruction_in)  # noqa: E731
     sample_answers(dialogues, model, tokenizer, template, cfg.sampling, cfg.seed, prompt_messages, model_path=cfg.model)
+    if cfg.mode == "build" and cfg.require_language:
+        predict = _language_predictor(cfg.lid_model)
+        for d in dialogues:
+            if not d.failed and not language_followed(d, predict):
+                d.failed = "answer not in the requested language"
     for d in dialogues:
         if d.failed:
-            rejects.add("sampling", d.index, "empty answer", json.dumps(training_record(d, cfg.instruction_in), ensure_ascii=False))
+            reason = "empty answer" if d.failed.startswith("empty answer") else d.failed
+            rejects.add("sampling", d.index, reason, json.dumps(training_record(d, cfg.instruction_in), ensure_ascii=False))
     kept = [d for d in dialogues if not d.failed]
     write_jsonl(output / "rejected_records.jsonl", rejects.rejected)
     summary = {
@@ -340,10 +361,7 @@ def run(cfg: GattConfig) -> dict:
         summary["file"] = str(output / "gatt.jsonl")
         write_jsonl(output / "gatt.jsonl", (training_record(d, cfg.instruction_in) for d in kept))
     else:
-        from ..corpus.lid import load_lid_model, predict_language
-
-        lid = load_lid_model(cfg.lid_model or None)
-        table = follow_rates(kept, lambda text: predict_language(lid, text)[0])
+        table = follow_rates(kept, _language_predictor(cfg.lid_model))
         summary["per_turn"] = table
         write_jsonl(output / "gatt_eval_dialogues.jsonl", (training_record(d, cfg.instruction_in) for d in kept))
         write_text(output / "gatt_eval.md", "# Instruction following per turn (GAtt eval)\n\n" + _report(table))

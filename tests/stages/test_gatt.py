@@ -9,6 +9,7 @@ import torch
 
 from polyglot_llama import cli
 from polyglot_llama.chat import IGNORE_INDEX, encode_dialog
+from polyglot_llama.corpus.lid import load_lid_model, predict_language
 from polyglot_llama.io import RejectCounter
 from polyglot_llama.model.checkpoint import load_tokenizer
 from polyglot_llama.train.sft_data import load_conversations
@@ -76,6 +77,18 @@ def test_gatt_build_train_and_eval(tmp_path, multi_model_dir, one_thread):
     assert cli.main(["sft", "--model", str(multi_model_dir), "--output", str(tmp_path / "sft"), "--data.train",
                      str(out / "gatt.jsonl"), "--data.seq-len", "512", "--data.validation-fraction", "0",
                      "--batch-size", "0", "--loop.max-steps", "2", "--loop.micro-batch-size", "1"]) == 0
+
+    # require_language: dialogues whose answers are not in the requested language are dropped and counted.
+    filtered = gatt(tmp_path, multi_model_dir, prompts, "filtered", "--require-language", "true")
+    kept = [json.loads(line) for line in (filtered / "gatt.jsonl").read_text(encoding="utf-8").splitlines()]
+    dropped = json.loads((filtered / "gatt_build_summary.json").read_text())["rejected"].get("answer not in the requested language", 0)
+    assert len(kept) + dropped == len(records) and dropped >= 1
+    lid = load_lid_model()
+    for record in kept:
+        for part in record["gatt"]["constraints"]:
+            if "answer_lang" in part:
+                answers = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
+                assert all(predict_language(lid, a)[0] == part["answer_lang"] for a in answers)
 
     # eval: instruction in turn 1 only, every dialogue runs max_turns turns, language judged by LID.
     ev = gatt(tmp_path, multi_model_dir, prompts, "eval", "--mode", "eval")

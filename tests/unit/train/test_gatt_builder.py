@@ -15,6 +15,7 @@ from polyglot_llama.train.gatt import (
     Instruction,
     deployed_messages,
     follow_rates,
+    language_followed,
     load_constraints,
     sample_instruction,
     sampling_messages,
@@ -120,3 +121,11 @@ def test_follow_rates_per_turn_hand_counted():
     assert table[1]["mention"] == {"answers": 1, "followed": 0, "rate": 0.0}
     assert table[2]["language"] == {"answers": 1, "followed": 1, "rate": 1.0}
     assert table[2]["mention"] == {"answers": 0, "followed": 0, "rate": None}
+
+
+def test_language_filter_needs_every_answer_in_the_requested_language():
+    predict = lambda text: text.split()[0]  # noqa: E731
+    assert language_followed(Dialogue(0, "en", USERS, INST, ["ko a", "ko b"]), predict)
+    assert not language_followed(Dialogue(0, "en", USERS, INST, ["ko a", "en b"]), predict)
+    hobby = Instruction("You enjoy tennis.", "en", False, [{"category": "hobby", "value": "tennis"}])
+    assert language_followed(Dialogue(0, "en", USERS, hobby, ["en a"]), predict)
