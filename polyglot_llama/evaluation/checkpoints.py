@@ -83,7 +83,10 @@ class Checkpoint:
                 raise UserError(f"{self.path} is a reward model (sequence classification); this task needs a causal LM")
             try:
                 tokenizer = load_tokenizer(self.path)
-                model = load_causal_lm(self.path, dtype=self.runtime.torch_dtype()).to(self.runtime.torch_device())
+                device_map = self.runtime.device_map()
+                model = load_causal_lm(self.path, dtype=self.runtime.torch_dtype(), device_map=device_map)
+                if device_map is None:
+                    model = model.to(self.runtime.torch_device())
             except Exception as e:  # corrupt weights, missing files, wrong shapes: reported, not fatal
                 message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
                 self.error = (message.splitlines() or [type(e).__name__])[0]

@@ -57,10 +57,10 @@ class HarnessTask:
 
     def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
         import lm_eval
+        from lm_eval.models.huggingface import HFLM
 
         lm = checkpoint.language_model()
-        harness_lm = lm_eval.models.huggingface.HFLM(pretrained=lm.model, tokenizer=lm.tokenizer,
-                                                     batch_size=checkpoint.runtime.batch_size)
+        harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=checkpoint.runtime.batch_size)
         output = lm_eval.simple_evaluate(model=harness_lm, tasks=self.tasks, num_fewshot=self.num_fewshot,
                                          limit=self.limit or None)
         results = {}

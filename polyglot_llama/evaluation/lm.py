@@ -30,6 +30,10 @@ class Runtime:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
 
+    def device_map(self) -> str | None:
+        """Spread a model over all visible GPUs when there are several (a 70B model fits no single GPU)."""
+        return "auto" if self.device == "auto" and torch.cuda.device_count() > 1 else None
+
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":
             # CPU bf16 is 25-40x slower on AVX2 machines; on GPUs bf16 is the Llama 2 release precision.
@@ -46,7 +50,7 @@ class LanguageModel:
         self.tokenizer = tokenizer
         self.runtime = runtime
         self.path = path
-        self.device = next(model.parameters()).device
+        self.device = next(model.parameters()).device  # inputs go where the embeddings are (first shard)
         limit = getattr(model.config, "max_position_embeddings", 4096)
         self.max_length = min(runtime.max_length or limit, limit)
 

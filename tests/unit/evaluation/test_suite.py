@@ -69,6 +69,21 @@ def test_cache_reuses_unchanged_pairs_and_recomputes_changed_ones(tmp_path, mult
     assert run(EvalConfig(**{**cfg.__dict__, "refresh": True}))["computed"] == 1
 
 
+def test_a_checkpoint_that_does_not_load_is_reported_not_fatal(tmp_path, multi_model_dir):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(multi_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    data = write_jsonl(tmp_path / "docs.jsonl", [{"lang": "en", "text": "The shop opens at nine."}])
+    suite = _suite(tmp_path, f"tasks:\n  - {{name: ppl, kind: perplexity, data: {{files: [{data.name}]}}}}\n")
+    summary = run(EvalConfig(suite=str(suite), model=[str(broken), str(multi_model_dir)], output=str(tmp_path / "out"),
+                             device="cpu", dtype="float32"))
+    assert summary["computed"] == 1 and len(summary["errors"]) == 1
+    assert summary["errors"][0].startswith("ppl / broken: model could not be loaded:")
+    assert summary["headline"]["ppl"]["broken"] is None and summary["headline"]["ppl"]["model"] > 0
+
+
 def test_display_names_are_unique():
     assert display_names(["/runs/a/model", "/runs/b/model"]) == ["a/model", "b/model"]
     assert display_names(["/x/base", "/y/chat"]) == ["base", "chat"]
