@@ -41,7 +41,7 @@ def grouped_bars(series: dict[str, dict[str, float | None]], path: Path, title: 
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     if len(series) > 1:
-        ax.legend(fontsize=8, frameon=False)
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside, never over bars
     return _save(fig, path)
 
 
