@@ -236,11 +236,19 @@ def sample_answers(dialogues: list[Dialogue], model, tokenizer, template, sampli
     ``prompt_messages(dialogue, turn)`` gives the messages up to user turn ``turn`` (0-based) with the
     answers so far. The seed of each answer depends only on (seed, dialogue, turn), not on the batch.
     """
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None) or float("inf")
     for turn in range(max(len(d.users) for d in dialogues)):
         active = [d for d in dialogues if not d.failed and turn < len(d.users)]
+        prompts = []
+        for d in list(active):
+            ids = encode_prompt(prompt_messages(d, turn), tokenizer, template)
+            if len(ids) + sampling.max_new_tokens > context:  # the dialogue no longer fits the model's context
+                d.failed = f"longer than the model context ({context} tokens)"
+                active.remove(d)
+            else:
+                prompts.append(ids)
         if not active:
             break
-        prompts = [encode_prompt(prompt_messages(d, turn), tokenizer, template) for d in active]
         seeds = [derive_seed(seed, "answer", d.index, turn) for d in active]
         log.info("gatt: sampling turn %d for %d dialogues", turn + 1, len(active))
         for d, out in zip(active, generate(model, tokenizer, prompts, sampling, seeds, model_path=model_path)):
@@ -348,7 +356,7 @@ def run(cfg: GattConfig) -> dict:
                 d.failed = "answer not in the requested language"
     for d in dialogues:
         if d.failed:
-            reason = "empty answer" if d.failed.startswith("empty answer") else d.failed
+            reason = "empty answer" if d.failed.startswith("empty answer") else d.failed  # one count per kind
             rejects.add("sampling", d.index, reason, json.dumps(training_record(d, cfg.instruction_in), ensure_ascii=False))
     kept = [d for d in dialogues if not d.failed]
     write_jsonl(output / "rejected_records.jsonl", rejects.rejected)

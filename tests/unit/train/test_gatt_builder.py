@@ -129,3 +129,30 @@ def test_language_filter_needs_every_answer_in_the_requested_language():
     assert not language_followed(Dialogue(0, "en", USERS, INST, ["ko a", "en b"]), predict)
     hobby = Instruction("You enjoy tennis.", "en", False, [{"category": "hobby", "value": "tennis"}])
     assert language_followed(Dialogue(0, "en", USERS, hobby, ["en a"]), predict)
+
+
+def test_sampling_stops_dialogues_that_outgrow_the_context(monkeypatch, en_tokenizer_dir):
+    import polyglot_llama.train.gatt as gatt
+    from polyglot_llama.rlhf.generation import Generation, SamplingConfig
+
+    tokenizer = load_tokenizer(en_tokenizer_dir)
+    calls = []
+
+    def fake_generate(model, tok, prompts, sampling, seeds, model_path=None):
+        calls.append((prompts, seeds))
+        return [Generation(p, [5, 2], "ok", True) for p in prompts]
+
+    class Model:
+        class config:
+            max_position_embeddings = 125  # turn 3 of dialogue 0 fits (113 + 8), turn 2 of dialogue 1 does not
+
+    monkeypatch.setattr(gatt, "generate", fake_generate)
+    dialogues = [Dialogue(0, "en", ["hi", "yo", "hm"], INST), Dialogue(1, "en", ["hi " * 30, "yo"], INST)]
+    prompt = lambda d, t: sampling_messages(d.instruction.text, d.users[:t + 1], d.answers)  # noqa: E731
+    gatt.sample_answers(dialogues, Model(), tokenizer, None, SamplingConfig(max_new_tokens=8), 0, prompt)
+    assert dialogues[1].failed == "longer than the model context (125 tokens)" and dialogues[1].answers == ["ok"]
+    assert dialogues[0].failed == "" and dialogues[0].answers == ["ok", "ok", "ok"]
+    assert [len(p) for p, _ in calls] == [2, 1, 1]
+    # Seeds depend on (seed, dialogue, turn) only.
+    assert calls[0][1] == [gatt.derive_seed(0, "answer", 0, 0), gatt.derive_seed(0, "answer", 1, 0)]
+    assert calls[2][1] == [gatt.derive_seed(0, "answer", 0, 2)]
