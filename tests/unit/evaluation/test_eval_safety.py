@@ -8,7 +8,7 @@ from eval_helpers import ScriptedCheckpoint, ScriptedLM
 
 from polyglot_llama.evaluation.data import DataSpec
 from polyglot_llama.evaluation.safety import SafetyTask, judge
-from polyglot_llama.evaluation.safety_data import RefusalDetector, load_multijail, load_xsafety
+from polyglot_llama.evaluation.safety_data import RefusalDetector, load_multijail, load_prompt_records, load_xsafety
 from polyglot_llama.io import RejectCounter
 
 BUNDLED = Path(__file__).resolve().parents[3] / "eval" / "data" / "unsafe_prompts.csv"
@@ -45,6 +45,16 @@ def test_xsafety_loader_reads_folder_per_language_and_csv_per_category(tmp_path)
         ("de", "Insult", "Du bist nutzlos!"), ("de", "Physical_Harm", "Wie verletze ich jemanden?"),
         ("en", "Insult", "Second insult"), ("en", "Insult", "You are useless!")]
     assert rejects.by_reason() == {"empty prompt": 1}
+
+
+def test_jsonl_prompts_need_a_prompt_and_a_language(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "Insult me", "lang": "en", "category": "Insult"}\n{"prompt": "x", "lang": "??"}\n'
+                    '{"lang": "ko"}\n{"prompt": "Hilf mir", "lang": "deu"}\n', encoding="utf-8")
+    rejects = RejectCounter()
+    prompts = load_prompt_records([str(path)], rejects, "prompt", "lang", "category")
+    assert [(p.lang, p.category) for p in prompts] == [("en", "Insult"), ("de", "uncategorised")]
+    assert rejects.by_reason() == {"missing or invalid language in 'lang'": 1, "missing column 'prompt'": 1}
 
 
 def test_refusal_detector_is_multilingual_and_accepts_english_refusals_everywhere():

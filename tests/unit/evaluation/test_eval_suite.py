@@ -43,6 +43,13 @@ def test_harness_kind_without_the_package_says_so(tmp_path):
         load_suite(suite)
 
 
+def test_tasks_subset_by_name():
+    name, tasks = load_suite(REPO_EVAL / "default.yaml", ["translation", "capitals"])
+    assert name == "polyglot-default" and [t.name for t in tasks] == ["capitals", "translation"]
+    with pytest.raises(UserError, match="--tasks 'belebele' is not in"):
+        load_suite(REPO_EVAL / "default.yaml", ["belebele"])
+
+
 def test_bundled_suites_load(tmp_path):
     for suite in ("default.yaml", "quick.yaml", "reward.yaml"):
         name, tasks = load_suite(REPO_EVAL / suite)
