@@ -94,3 +94,29 @@ def test_sft_config_errors_name_the_key(tmp_path, en_model_dir):
     assert resolve_grad_accum(cfg, world_size=1) == 16 and resolve_grad_accum(cfg, world_size=4) == 4
     with pytest.raises(UserError, match="batch_size"):
         resolve_grad_accum(cfg, world_size=3)
+
+
+def test_sft_unpacked_with_validation_files_and_the_tokenizers_template(tmp_path, en_model_dir, one_thread):
+    import shutil
+
+    from polyglot_llama.chat import install_chat_template
+    from polyglot_llama.config import from_dict
+    from polyglot_llama.errors import UserError
+    from polyglot_llama.train.sft import SFTConfig, run
+
+    model = tmp_path / "model"
+    shutil.copytree(en_model_dir, model)
+    install_chat_template(model)
+    rng = random.Random(1)
+    for name, n in (("train", 12), ("val", 4)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(make_example(rng)[0]) + "\n" for _ in range(n)))
+    base = {"model": str(model), "output": str(tmp_path / "out"), "chat_template": "tokenizer", "batch_size": 4,
+            "data": {"train": [str(tmp_path / "train.jsonl")], "validation": [str(tmp_path / "val.jsonl")],
+                     "seq_len": 128, "packing": False},
+            "loop": {"max_steps": 2, "micro_batch_size": 2}}
+    summary = run(from_dict(SFTConfig, base))
+    assert summary["rows"] == 12 and summary["grad_accum"] == 2  # one conversation per row; 4 = 2 × 2
+    assert sum(summary["conversations"]["validation"].values()) == 4
+    assert set(summary["eval"]) <= {"en", "de"} and summary["eval"]
+    with pytest.raises(UserError, match="data.seq_len"):
+        run(from_dict(SFTConfig, {**base, "data": {**base["data"], "seq_len": 100_000}}))
