@@ -190,12 +190,15 @@ def _encode_with_template(messages, tokenizer, template: str) -> tuple[list[int]
         elif bit:
             runs[-1][1] = t + 1
         inside = bool(bit)
-    if len(runs) != len(answers) and not all(m.get("train", True) for m in answers):
-        raise UserError("the chat template's answer blocks do not match the assistant messages one to one, "
-                        "so per-message 'train' flags cannot be applied")
+    learn = [bool(m.get("train", True)) for m in answers]
+    if len(runs) != len(answers):
+        if not all(learn):
+            raise UserError("the chat template's answer blocks do not match the assistant messages one to one, "
+                            "so per-message 'train' flags cannot be applied")
+        learn = [True] * len(runs)
     labels = [IGNORE_INDEX] * len(input_ids)
-    for (start, end), answer in zip(runs, answers if len(runs) == len(answers) else [{}] * len(runs)):
-        if answer.get("train", True):
+    for (start, end), keep in zip(runs, learn):
+        if keep:
             labels[start:end] = input_ids[start:end]
     return input_ids, labels
 
