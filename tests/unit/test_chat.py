@@ -133,6 +133,10 @@ def test_other_template_needs_generation_blocks(tokenizer):
     ids, labels = encode_dialog(DIALOG[1:3], tokenizer, template=template)
     answer = [i for i, label in zip(ids, labels) if label != IGNORE_INDEX]
     assert tokenizer.decode(answer) == "I am a model. </s>"
+    two = [dict(m) for m in DIALOG[1:]]
+    two[1]["train"] = False
+    ids, labels = encode_dialog(two, tokenizer, template=template)
+    assert tokenizer.decode([i for i, label in zip(ids, labels) if label != IGNORE_INDEX]) == "A number.</s>"
     with pytest.raises(Exception, match="generation"):
         encode_dialog(DIALOG[1:3], tokenizer, template=template.replace("{% generation %}", "").replace("{% endgeneration %}", ""))
 
