@@ -128,3 +128,21 @@ def test_encode_and_collate(en_tokenizer_dir):
     assert batch["input_ids"][1, :lengths[1]].tolist() == examples[1]["chosen_ids"]
     assert batch["input_ids"][2, :lengths[2]].tolist() == examples[0]["rejected_ids"]
     assert torch.equal(batch["margin"], torch.tensor([2.0, 0.0]))
+
+
+def test_reward_config_mixture_and_holdout(tmp_path):
+    from polyglot_llama.train.reward import RewardConfig, RewardDataConfig, _load_mixture
+
+    safety = tmp_path / "safety.jsonl"
+    helpful = tmp_path / "helpful.jsonl"
+    safety.write_text("".join(json.dumps({"prompt": f"s{i}", "chosen": "a", "rejected": "b", "lang": "ko"}) + "\n" for i in range(90)))
+    helpful.write_text("".join(json.dumps({"prompt": f"h{i}", "chosen": "a", "rejected": "b", "lang": "en"}) + "\n" for i in range(50)))
+    cfg = RewardConfig(model="m", output=str(tmp_path / "out"), kind="safety", data=RewardDataConfig(
+        train=[str(safety)], is_safety=True, validation_fraction=0.1,
+        mix=[MixSource(files=[str(helpful)], share=0.1, name="helpfulness")]))
+    train, validation, summary = _load_mixture(cfg, RejectCounter())
+    assert summary["primary"]["used"] == 90 and summary["helpfulness"]["used"] == 10
+    everything = train + validation
+    assert len(everything) == 100 and len(validation) == 10          # 10 % of each language: 9 ko + 1 en
+    assert sum(p.is_safety for p in everything) == 90 and all(p.is_safety == (p.lang == "ko") for p in everything)
+    assert sorted(p.lang for p in validation) == ["en"] + ["ko"] * 9

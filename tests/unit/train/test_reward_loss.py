@@ -74,3 +74,26 @@ def test_half_precision_inputs_give_fp32_loss():
     loss = reward_margin_loss(torch.tensor([1.0], dtype=torch.bfloat16), torch.tensor([0.0], dtype=torch.bfloat16),
                               torch.tensor([1.0]))
     assert loss.dtype == torch.float32 and float(loss) == pytest.approx(math.log(2.0), abs=1e-6)
+
+
+def test_reward_step_scores_chosen_and_rejected_in_one_pass(en_model_dir):
+    from polyglot_llama.model.checkpoint import load_tokenizer
+    from polyglot_llama.model.reward_model import build_reward_model, encode_conversation, prepare_tokenizer, sequence_scores
+    from polyglot_llama.train.reward import reward_step
+    from polyglot_llama.train.reward_data import collate_pairs
+
+    model = build_reward_model(en_model_dir, seed=1)
+    tokenizer = load_tokenizer(en_model_dir)
+    prepare_tokenizer(model, tokenizer)
+    texts = [("Is the fog thick?", "Yes, very thick this morning.", "No.", "large", "better"),
+             ("Bread?", "Flour, water, salt.", "Buy some bread at the shop.", "large", "slightly_better")]
+    examples = [{"chosen_ids": encode_conversation(p, c, tokenizer), "rejected_ids": encode_conversation(p, r, tokenizer),
+                 "margin": REWARD_MARGINS[table][strength]} for p, c, r, table, strength in texts]
+    with torch.no_grad():
+        out = reward_step(model, collate_pairs(examples, tokenizer.pad_token_id))
+        alone = [float(sequence_scores(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)))
+                 for ids in (examples[0]["chosen_ids"], examples[1]["chosen_ids"], examples[0]["rejected_ids"], examples[1]["rejected_ids"])]
+    gaps = [alone[0] - alone[2] - 2.0, alone[1] - alone[3] - 1.0]
+    expected = sum(softplus(-g) for g in gaps) / 2
+    assert float(out.loss) == pytest.approx(expected, abs=1e-5) and out.n_tokens == 2
+    assert out.metrics["accuracy"] == sum(a > b for a, b in zip(alone[:2], alone[2:])) / 2
