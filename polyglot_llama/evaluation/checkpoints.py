@@ -91,7 +91,7 @@ class Checkpoint:
                 message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
                 self.error = (message.splitlines() or [type(e).__name__])[0]
                 self._check()
-            self._lm = LanguageModel(model, tokenizer, self.runtime, self.path)
+            self._lm = LanguageModel(model, tokenizer, self.runtime)
         return self._lm
 
     def reward_model(self):

@@ -49,7 +49,6 @@ class GenerationTask:
     PRIMARY: ClassVar[str] = "exact_match"
     HIGHER_IS_BETTER: ClassVar[bool] = True
     VERSION: ClassVar[int] = 1
-    NEEDS: ClassVar[str] = "causal_lm"
 
     def __post_init__(self):
         if self.data is None:

@@ -38,7 +38,6 @@ class HarnessTask:
 
     HIGHER_IS_BETTER: ClassVar[bool] = True
     VERSION: ClassVar[int] = 1
-    NEEDS: ClassVar[str] = "causal_lm"
 
     def __post_init__(self):
         if importlib.util.find_spec("lm_eval") is None:

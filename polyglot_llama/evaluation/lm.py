@@ -45,11 +45,10 @@ class Runtime:
 class LanguageModel:
     """A loaded causal LM + tokenizer, with the scoring operations the tasks need."""
 
-    def __init__(self, model, tokenizer, runtime: Runtime, path: str = ""):
+    def __init__(self, model, tokenizer, runtime: Runtime):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.runtime = runtime
-        self.path = path
         self.device = next(model.parameters()).device  # inputs go where the embeddings are (first shard)
         limit = getattr(model.config, "max_position_embeddings", 4096)
         self.max_length = min(runtime.max_length or limit, limit)

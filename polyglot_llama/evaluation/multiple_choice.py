@@ -38,7 +38,6 @@ class MultipleChoiceTask:
     PRIMARY: ClassVar[str] = "accuracy"
     HIGHER_IS_BETTER: ClassVar[bool] = True
     VERSION: ClassVar[int] = 1
-    NEEDS: ClassVar[str] = "causal_lm"
 
     def __post_init__(self):
         if self.data is None:

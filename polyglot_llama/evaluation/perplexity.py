@@ -33,7 +33,6 @@ class PerplexityTask:
     PRIMARY: ClassVar[str] = "bits_per_byte"
     HIGHER_IS_BETTER: ClassVar[bool] = False
     VERSION: ClassVar[int] = 1
-    NEEDS: ClassVar[str] = "causal_lm"
 
     def __post_init__(self):
         if self.data is None:

@@ -28,7 +28,6 @@ class RewardTask:
     PRIMARY: ClassVar[str] = "accuracy"
     HIGHER_IS_BETTER: ClassVar[bool] = True
     VERSION: ClassVar[int] = 1
-    NEEDS: ClassVar[str] = "reward_model"
 
     def __post_init__(self):
         if self.data is None:

@@ -58,7 +58,6 @@ class SafetyTask:
     PRIMARY: ClassVar[str] = "violation_rate"
     HIGHER_IS_BETTER: ClassVar[bool] = False
     VERSION: ClassVar[int] = 1
-    NEEDS: ClassVar[str] = "causal_lm"
 
     def __post_init__(self):
         if self.data is None:

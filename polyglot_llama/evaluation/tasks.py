@@ -4,7 +4,7 @@ The table is explicit (no registration by import side effect): a kind not in it 
 Every task class is a config dataclass (fields documented by attribute docstrings, unknown keys are an
 error) with ``evaluate(checkpoint, rejects) -> {"languages": {lang: metrics}, "breakdowns"?, "predictions"?}``
 and class attributes PRIMARY (headline metric), HIGHER_IS_BETTER, VERSION (bumped when the numbers a
-task computes change, which invalidates cached results) and NEEDS (causal_lm or reward_model).
+task computes change, which invalidates cached results).
 """
 
 from __future__ import annotations
