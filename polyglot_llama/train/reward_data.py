@@ -17,6 +17,7 @@ an unknown label is an error, since it means the whole file follows another labe
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter, defaultdict
@@ -106,6 +107,10 @@ def _transcript(value, key: str) -> list[dict]:
     return messages
 
 
+def _turn_keys(messages: list[dict]) -> list[tuple]:
+    return [(m.get("role"), m["content"].strip()) for m in messages]
+
+
 def _response(value, key: str) -> str:
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant":
         value = value[0].get("content")
@@ -127,8 +132,7 @@ def parse_pair(record: dict, where: str, default_lang: str = UNKNOWN_LANG, defau
         chosen, rejected = _response(record["chosen"], "chosen"), _response(record["rejected"], "rejected")
     else:
         chosen_turns, rejected_turns = _transcript(record["chosen"], "chosen"), _transcript(record["rejected"], "rejected")
-        strip = lambda turns: [(m.get("role"), m["content"].strip()) for m in turns]  # noqa: E731
-        if strip(chosen_turns[:-1]) != strip(rejected_turns[:-1]):
+        if _turn_keys(chosen_turns[:-1]) != _turn_keys(rejected_turns[:-1]):
             raise PairRejected("chosen and rejected transcripts differ before the final answer")
         try:
             prompt = as_messages(chosen_turns[:-1], where)
@@ -163,7 +167,7 @@ def load_pairs(globs: list[str], rejects: RejectCounter, source: str = "", defau
             try:
                 pair = parse_pair(record, where, default_lang, default_is_safety)
             except PairRejected as e:
-                rejects.add(path, number, e.reason, str(record))
+                rejects.add(path, number, e.reason, json.dumps(record, ensure_ascii=False, default=str))
                 continue
             pair.source, pair.file, pair.record = source, path, number
             pairs.append(pair)
@@ -242,10 +246,11 @@ def encode_pairs(pairs: list[PreferencePair], tokenizer, max_length: int, margin
                  rejects: RejectCounter, progress: bool = False) -> list[dict]:
     """Tokenised examples ``{"chosen_ids", "rejected_ids", "margin", "lang", "strength", "is_safety"}``.
 
-    A pair whose prompt + response exceeds ``max_length`` tokens is rejected (truncating would cut the
-    response end, where the reward is read, or the question the response answers).
+    A pair whose prompt + response exceeds ``max_length`` tokens is rejected, with the reason saying whether
+    the prompt alone is too long (truncating would cut the response end, where the reward is read, or the
+    question the response answers).
     """
-    from ..chat import DialogError
+    from ..chat import DialogError, encode_prompt
 
     margins = REWARD_MARGINS[margin_table]
     examples = []
@@ -263,7 +268,10 @@ def encode_pairs(pairs: list[PreferencePair], tokenizer, max_length: int, margin
             continue
         longest = max(len(chosen_ids), len(rejected_ids))
         if longest > max_length:
-            rejects.add(pair.file, pair.record, f"longer than max_length {max_length}", f"{longest} tokens")
+            prompt_length = len(encode_prompt(pair.prompt, tokenizer))
+            part = "prompt" if prompt_length >= max_length else "prompt + response"
+            rejects.add(pair.file, pair.record, f"{part} longer than max_length {max_length}",
+                        f"prompt {prompt_length} tokens, longest prompt + response {longest} tokens")
             continue
         examples.append({
             "chosen_ids": chosen_ids, "rejected_ids": rejected_ids,

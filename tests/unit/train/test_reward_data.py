@@ -120,7 +120,10 @@ def test_encode_and_collate(en_tokenizer_dir):
     rejects = RejectCounter()
     examples = encode_pairs(pairs, tokenizer, max_length=40, margin_table="large", rejects=rejects)
     assert [e["margin"] for e in examples] == [2.0, 0.0] and examples[1]["strength"] == "unlabelled"
-    assert rejects.rejected[0]["line"] == 2 and rejects.rejected[0]["reason"] == "longer than max_length 40"
+    assert rejects.rejected[0]["line"] == 2 and rejects.rejected[0]["reason"] == "prompt longer than max_length 40"
+    too_long_answer = PreferencePair(prompt=[{"role": "user", "content": "Hi"}], chosen="word " * 60, rejected="no", file="f", record=4)
+    assert encode_pairs([too_long_answer], tokenizer, 40, "large", rejects) == []
+    assert rejects.rejected[1]["reason"] == "prompt + response longer than max_length 40"
     assert examples[0]["chosen_ids"] == encode_conversation("Is the fog thick?", "Yes, very thick today.", tokenizer)
     batch = collate_pairs(examples, tokenizer.pad_token_id)
     lengths = [len(e["chosen_ids"]) for e in examples] + [len(e["rejected_ids"]) for e in examples]
