@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
-from ..io import write_json, write_jsonl
+from ..io import read_json, write_json, write_jsonl
 from ..model.checkpoint import save_checkpoint
 from ..train import checkpointing
 from ..train.loop import OptimConfig, _param_groups
@@ -272,6 +272,12 @@ def run(cfg: PPOConfig) -> dict:
         start_step, history = state["step"], state["history"]
         log.info("ppo: resumed from %s (step %d)", latest, start_step)
     best, best_step, since_best = _early_stop_state(history)
+    eval_before = None
+    if held and cfg.eval_every and start_step == 0:  # the starting policy's held-out reward: the baseline
+        eval_before = evaluate(model, tokenizer, scorer, held, cfg)
+        write_json(output / "eval_before.json", eval_before)
+    elif (output / "eval_before.json").is_file():
+        eval_before = read_json(output / "eval_before.json")
     stopped_early = since_best >= cfg.patience > 0
     bar = tqdm(range(start_step, cfg.steps), desc="ppo", unit="step", initial=start_step, total=cfg.steps)
     step = start_step
@@ -306,7 +312,7 @@ def run(cfg: PPOConfig) -> dict:
         best_step = history[-1]["step"] if history else 0
     summary = {
         "output": str(output / "model"), "steps": history[-1]["step"] if history else 0, "best_step": best_step,
-        "best_eval_reward": best if best > float("-inf") else None, "stopped_early": stopped_early, "kl_beta": beta,
+        "eval_before": eval_before, "best_eval_reward": best if best > float("-inf") else None, "stopped_early": stopped_early, "kl_beta": beta,
         "prompts": {"train": len(prompts), "held_out": len(held), "rejected": rejects.count},
         "reward_info": scorer.info, "first": history[0] if history else None, "last": history[-1] if history else None,
         "config": to_dict(cfg),
