@@ -15,6 +15,23 @@ from ..languages import language_name
 from . import plots
 
 
+def mean_primary(result: dict, metric: str) -> float | None:
+    """Unweighted mean of the headline metric over languages (each language counts once)."""
+    values = [m.get(metric) for m in result.get("languages", {}).values() if m.get(metric) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def overview_rows(results: dict) -> list[tuple[str, list, object]]:
+    """[(task label, [mean headline metric per checkpoint], best)]: the whole suite at a glance."""
+    models = [m["name"] for m in results["models"]]
+    rows = []
+    for task in results["tasks"]:
+        values = [mean_primary(task["results"].get(m, {}), task["primary"]) for m in models]
+        arrow = "↑" if task["higher_is_better"] else "↓"
+        rows.append((f"{task['name']}: {task['primary']} {arrow}", values, _best(values, task["higher_is_better"])))
+    return rows
+
+
 def markdown_table(headers: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -63,6 +80,9 @@ def markdown_report(results: dict) -> str:
     lines = [f"# Evaluation: {results['suite']}", "", f"Created {results['created']}.", ""]
     lines += markdown_table(["checkpoint", "path", "fingerprint"],
                             [[m["name"], m["path"], m["fingerprint"] or f"error: {m['error']}"] for m in results["models"]])
+    lines += ["", "## Overview (mean over languages)", ""]
+    lines += markdown_table(["task"] + models, [[label] + [f"**{_fmt(v)}**" if v is not None and v == best else _fmt(v) for v in values]
+                                               for label, values, best in overview_rows(results)])
     for task in results["tasks"]:
         direction = "higher is better" if task["higher_is_better"] else "lower is better"
         lines += ["", f"## {task['name']} ({task['kind']}): {task['primary']}, {direction}", ""]
@@ -123,6 +143,11 @@ def html_report(results: dict) -> str:
              "<table><tr><th>checkpoint</th><th>path</th><th>fingerprint</th></tr>"]
     for m in results["models"]:
         parts.append(f"<tr><td>{e(m['name'])}</td><td>{e(m['path'])}</td><td>{e(m['fingerprint'] or 'error: ' + str(m['error']))}</td></tr>")
+    parts.append("</table><h2>Overview <span class='meta'>(mean over languages)</span></h2>")
+    parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in ["task"] + models) + "</tr>")
+    for label, values, best in overview_rows(results):
+        cells = "".join(f"<td{' class=best' if v is not None and v == best else ''}>{e(_fmt(v))}</td>" for v in values)
+        parts.append(f"<tr><td>{e(label)}</td>{cells}</tr>")
     parts.append("</table>")
     for task in results["tasks"]:
         direction = "higher is better" if task["higher_is_better"] else "lower is better"

@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..io import RejectCounter, read_json, write_json, write_jsonl
 from .checkpoints import Checkpoint, display_names
 from .lm import Runtime
+from .report import mean_primary, write_reports
 from .tasks import check_unique_names, parse_task, task_fingerprint
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,6 @@ def evaluate_pair(checkpoint: Checkpoint, task, runtime_key: dict, cache: Path, 
 
 
 def run(cfg: EvalConfig) -> dict:
-    from .report import write_reports
-
     suite_name, tasks = load_suite(cfg.suite, cfg.tasks)
     if cfg.limit:
         for task in tasks:
@@ -157,9 +156,3 @@ def run(cfg: EvalConfig) -> dict:
         "errors": [f"{t['name']} / {m}: {r['error']}" for t in results["tasks"] for m, r in t["results"].items() if "error" in r],
         "headline": {t["name"]: {m: mean_primary(r, t["primary"]) for m, r in t["results"].items()} for t in results["tasks"]},
     }
-
-
-def mean_primary(result: dict, metric: str) -> float | None:
-    """Unweighted mean of the headline metric over languages (each language counts once)."""
-    values = [m.get(metric) for m in result.get("languages", {}).values() if m.get(metric) is not None]
-    return sum(values) / len(values) if values else None

@@ -72,7 +72,7 @@ def test_eval_compares_two_checkpoints_in_one_report(tmp_path, multi_model_dir, 
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "| language | model | trained |" in markdown and "language 'de' has no examples ×1" in markdown
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert page.count("<h2>") == 4 and "<th>trained</th>" in page
+    assert page.count("<h2>") == 5 and "<th>trained</th>" in page  # overview + one section per task
     assert all((out / "plots" / f"{t}.png").stat().st_size > 5000 for t in tasks)
     assert (out / "predictions" / "trained" / "capitals.jsonl").is_file()
     assert (out / "rejects" / "model" / "mc.jsonl").is_file()

@@ -26,6 +26,8 @@ def test_markdown_has_one_column_per_checkpoint_and_marks_the_best():
     assert "base: problems: missing column 'text' ×2" in md and "base: reused cached result" in md
     assert "base: error: model could not be loaded: boom" in md
     assert "| Insult | – | 0.5 (n=2) |" in md
+    assert "| ppl: bits_per_byte ↓ | 2 | **1.875** |" in md  # the overview: mean over languages
+    assert "| safety: violation_rate ↓ | – | 0.25 |" in md
 
 
 def test_html_escapes_and_links_plots(tmp_path):
