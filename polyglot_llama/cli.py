@@ -59,26 +59,33 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 
-def _leaf_fields(cls: type, prefix: str = ""):
-    """(dotted name, type, doc) for every field, descending into nested config dataclasses."""
+def _field_default(f: dataclasses.Field, parent_default=None):
+    """A field's default value, as the enclosing section's own default sets it (e.g. PPO's lr 1e-6)."""
+    if parent_default is not None:
+        return getattr(parent_default, f.name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        try:
+            return f.default_factory()  # type: ignore[misc]
+        except UserError:  # a section whose defaults alone are incomplete (e.g. a reward with no model)
+            return None
+    return dataclasses.MISSING
+
+
+def _leaf_fields(cls: type, prefix: str = "", defaults=None):
+    """(dotted name, type, doc, default) for every field, descending into nested config dataclasses."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
+        default = _field_default(f, defaults)
         if dataclasses.is_dataclass(tp):
-            yield from _leaf_fields(tp, f"{prefix}{f.name}.")
+            yield from _leaf_fields(tp, f"{prefix}{f.name}.", default)
         else:
-            yield f"{prefix}{f.name}", tp, docs.get(f.name, ""), f
-
-
-def _default_text(f: dataclasses.Field) -> str:
-    if f.default is not dataclasses.MISSING:
-        return repr(f.default)
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return repr(f.default_factory())  # type: ignore[misc]
-    return "required"
+            yield f"{prefix}{f.name}", tp, docs.get(f.name, ""), default
 
 
 def build_parser(name: str, stage: Stage, config_cls: type) -> argparse.ArgumentParser:
@@ -90,10 +97,11 @@ def build_parser(name: str, stage: Stage, config_cls: type) -> argparse.Argument
     parser.add_argument(*flags, dest="config_file", metavar="FILE.yaml", help="YAML config; flags below override it")
     parser.add_argument("--set", dest="set_overrides_", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, dotted for nested ones (repeatable)")
-    for dotted, tp, doc, f in _leaf_fields(config_cls):
+    for dotted, tp, doc, default in _leaf_fields(config_cls):
         flag = "--" + dotted.replace("_", "-")
         is_list = typing.get_origin(tp) in (list, tuple)
-        help_text = f"{doc} (default: {_default_text(f)})".replace("%", "%%")
+        shown = "required" if default is dataclasses.MISSING else repr(default)
+        help_text = f"{doc} (default: {shown})".replace("%", "%%")
         if is_list:
             parser.add_argument(flag, dest=dotted, action="extend", nargs="+", metavar="VALUE", help=help_text)
         elif tp is bool:

@@ -125,6 +125,31 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     return value
 
 
+def _merge_onto_default(f: dataclasses.Field, tp: Any, value: Any) -> Any:
+    """A partial mapping for a nested section keeps the section's own defaults for the keys it omits.
+
+    SFT's default optimiser has lr 2e-5: ``optim: {weight_decay: 0}`` must keep that lr, not fall back to
+    the OptimConfig class default.
+    """
+    tp, _ = _unwrap_optional(tp)
+    if not (dataclasses.is_dataclass(tp) and isinstance(value, dict)):
+        return value
+    if f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        return value
+    try:
+        base = to_dict(f.default_factory())  # type: ignore[misc]
+    except UserError:  # defaults that are incomplete on their own: nothing to merge onto
+        return value
+    return _deep_merge(base, value)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
 def from_dict(cls: type, data: dict, where: str = "config", prefix: str = ""):
     """Build ``cls`` from a dict; unknown keys are a `UserError` that names them and lists the known ones."""
     if not isinstance(data, dict):
@@ -136,6 +161,7 @@ def from_dict(cls: type, data: dict, where: str = "config", prefix: str = ""):
             f"{where}: unknown key '{prefix}{unknown[0]}'; known keys here: {', '.join(sorted(fields))}"
         )
     hints = _resolved_hints(cls)
+    data = {k: _merge_onto_default(fields[k], hints[k], v) for k, v in data.items()}
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", where) for k, v in data.items()}
     try:
         return cls(**kwargs)

@@ -68,3 +68,13 @@ def test_parse_override():
     assert parse_override("a=[1, 2]") == ("a", [1, 2])
     with pytest.raises(UserError, match="KEY=VALUE"):
         parse_override("novalue")
+
+
+@dataclass
+class WithSectionDefaults:
+    inner: Inner = field(default_factory=lambda: Inner(lr=2e-5, betas=[0.5, 0.5]))
+
+
+def test_partial_section_keeps_the_sections_own_defaults():
+    cfg = load_config(WithSectionDefaults, None, {"inner.betas": [0.9, 0.99]})
+    assert cfg.inner.lr == 2e-5 and cfg.inner.betas == [0.9, 0.99]
