@@ -8,7 +8,7 @@ number of steps, timed from the call to its training function to its return (bot
 ours also its end-of-run checkpoint). Prints pairs/s of each and the ratio ours / TRL, by wall clock and
 by process CPU time (the steadier figure when other jobs share the CPU).
 
-    python bench/bench_reward.py [--preset tiny] [--steps 60] [--batch 16] [--window 120] [--threads 0]
+    python bench/bench_reward.py [--preset tiny] [--steps 60] [--batch 16] [--window 120] [--threads 0] [--order trl-first]
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="pairs per step (2 rows each)")
     parser.add_argument("--window", type=int, default=120, help="characters per prompt / response")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--order", choices=["trl-first", "ours-first"], default="trl-first", help="which trains first")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,17 +115,22 @@ def main() -> None:
     assert abs(ours_loss - trl_loss) < 1e-4 * max(1.0, abs(trl_loss)), "the two reward losses disagree on the same batch"
 
     # 2. Throughput over the same number of steps and pairs.
-    trl_model.train()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    trainer.train()
-    trl_seconds, trl_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    def run_trl():
+        trl_model.train()
+        trainer.train()
 
-    ours_model.train()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    train(ours_model, examples, lambda ex: collate_pairs(ex, tokenizer.pad_token_id), reward_step, work / "ours",
-          loop=LoopConfig(max_steps=args.steps, micro_batch_size=args.batch, grad_accum=1, log_every=10**9, resume=False),
-          optim=OptimConfig(lr=1e-5), schedule=ScheduleConfig(kind="cosine", warmup_steps=5))
-    ours_seconds, ours_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    def run_ours():
+        ours_model.train()
+        train(ours_model, examples, lambda ex: collate_pairs(ex, tokenizer.pad_token_id), reward_step, work / "ours",
+              loop=LoopConfig(max_steps=args.steps, micro_batch_size=args.batch, grad_accum=1, log_every=10**9, resume=False),
+              optim=OptimConfig(lr=1e-5), schedule=ScheduleConfig(kind="cosine", warmup_steps=5))
+
+    timings = {}
+    for name, fn in ([("trl", run_trl), ("ours", run_ours)] if args.order == "trl-first" else [("ours", run_ours), ("trl", run_trl)]):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        fn()
+        timings[name] = (time.perf_counter() - start, time.process_time() - cpu_start)
+    (ours_seconds, ours_cpu), (trl_seconds, trl_cpu) = timings["ours"], timings["trl"]
 
     pairs = args.steps * args.batch
     ours_rate, trl_rate = pairs / ours_seconds, pairs / trl_seconds
