@@ -182,12 +182,18 @@ def evaluate(model, eval_sets: dict[str, Any], collate_fn, step_fn: StepFn, acce
         if max_batches:
             starts = starts[:max_batches]
         total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # [Σ loss·n, Σ n]
-        for start in starts[accelerator.process_index::accelerator.num_processes]:
+        mine = starts[accelerator.process_index::accelerator.num_processes]
+        # Every rank runs the same number of forwards: DDP broadcasts buffers (rotary inv_freq) and FSDP
+        # gathers weights inside each forward, so a rank with one batch fewer leaves the others waiting
+        # forever. A rank out of batches re-runs the first one and does not count it.
+        for k in range(math.ceil(len(starts) / accelerator.num_processes)):
+            start = mine[k] if k < len(mine) else starts[0]
             batch = collate_fn([dataset[i] for i in range(start, min(start + micro_batch_size, len(dataset)))])
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = {k_: v.to(accelerator.device) if torch.is_tensor(v) else v for k_, v in batch.items()}
             with accelerator.autocast():
                 out = step_fn(model, batch)
-            total += torch.tensor([float(out.loss) * out.n_tokens, out.n_tokens], dtype=torch.float64, device=accelerator.device)
+            if k < len(mine):
+                total += torch.tensor([float(out.loss) * out.n_tokens, out.n_tokens], dtype=torch.float64, device=accelerator.device)
         total = accelerator.reduce(total, reduction="sum")
         loss = float(total[0] / total[1]) if total[1] > 0 else float("nan")
         results[lang] = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": int(total[1])}
