@@ -120,3 +120,33 @@ def test_sft_unpacked_with_validation_files_and_the_tokenizers_template(tmp_path
     assert set(summary["eval"]) <= {"en", "de"} and summary["eval"]
     with pytest.raises(UserError, match="data.seq_len"):
         run(from_dict(SFTConfig, {**base, "data": {**base["data"], "seq_len": 100_000}}))
+
+
+def test_sft_two_processes_match_one(tmp_path, en_model_dir):
+    """torchrun with 2 processes: the same global batches as one process with twice the accumulation, and the
+    per-language validation (one row per language, so one rank has no batch) does not hang."""
+    import os
+    import subprocess
+    import sys
+
+    rng = random.Random(2)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(make_example(rng)[0]) + "\n" for _ in range(60)))
+    args = ["--model", str(en_model_dir), "--data.train", str(data), "--data.seq-len", "256",
+            "--data.validation-fraction", "0.1", "--batch-size", "4", "--loop.micro-batch-size", "2",
+            "--loop.max-steps", "2", "--optim.lr", "3e-3", "--schedule.warmup-steps", "1"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "polyglot_llama.cli", "sft", *args, "--output", str(tmp_path / "one")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    subprocess.run([*torchrun, "-m", "polyglot_llama.cli", "sft", *args, "--output", str(tmp_path / "two")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    one, two = (json.loads((tmp_path / name / "sft_summary.json").read_text()) for name in ("one", "two"))
+    # Both runs stay inside the first epoch (the loop drops a different remainder per epoch for 1 and 2 ranks).
+    assert one["rows"] == two["rows"] >= 8
+    assert (one["grad_accum"], two["grad_accum"]) == (2, 1)
+    assert abs(one["train_loss"] - two["train_loss"]) < 1e-4
+    assert one["eval"].keys() == two["eval"].keys() == {"en", "de"}
+    for lang in one["eval"]:
+        assert one["eval"][lang]["tokens"] == two["eval"][lang]["tokens"]
+        assert abs(one["eval"][lang]["loss"] - two["eval"][lang]["loss"]) < 1e-3
