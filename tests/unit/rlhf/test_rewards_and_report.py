@@ -57,3 +57,24 @@ def test_language_stats():
     assert stats["mean_best_of_k"] == 0.75 and stats["best_of_k_gain"] == 0.25
     assert stats["pool_mean_reward"] == 0.875
     assert stats["reward_vs_k"] == [0.5, 0.75]
+
+
+def test_reward_model_with_another_tokenizer_is_retokenised_or_refused(tmp_path, en_model_dir, multi_tokenizer_dir):
+    import json
+
+    from polyglot_llama.model.checkpoint import load_tokenizer, save_checkpoint
+    from polyglot_llama.model.reward_model import build_reward_model
+
+    rm_dir = tmp_path / "rm"
+    save_checkpoint(build_reward_model(en_model_dir), rm_dir, tokenizer_dir=en_model_dir,
+                    extra_files={"reward_config.json": json.dumps({"kind": "helpfulness"})})
+    policy_tokenizer = load_tokenizer(multi_tokenizer_dir)  # a different vocabulary from the RM's
+    with pytest.raises(UserError, match="tokenizer differs"):
+        RewardScorer(RewardConfig(helpfulness_model=str(rm_dir), tokenizer_mismatch="error"), policy_tokenizer)
+    scorer = RewardScorer(RewardConfig(helpfulness_model=str(rm_dir)), policy_tokenizer)
+    assert scorer.info["helpfulness_retokenized"] is True
+    prompts = [Prompt("a", "ko", [{"role": "user", "content": "안녕?"}]), Prompt("b", "en", [{"role": "user", "content": "Hi?"}])]
+    scores = scorer(prompts, ["네, 안녕하세요.", "Hello there."])
+    assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()  # sigmoid probabilities
+    same = RewardScorer(RewardConfig(helpfulness_model=str(rm_dir)), load_tokenizer(en_model_dir))
+    assert "helpfulness_retokenized" not in same.info
