@@ -59,14 +59,14 @@ def one_thread():
 def test_reward_model_learns_language_match(multi_model_dir, tmp_path, one_thread):
     rng = random.Random(0)
     bad = [{"prompt": "q", "chosen": "same", "rejected": "same"}, {"prompt": "q", "chosen": "only one"}]
-    train_file = write_jsonl(tmp_path / "train.jsonl", synthetic_pairs("train", 530, rng) + bad)
+    train_file = write_jsonl(tmp_path / "train.jsonl", synthetic_pairs("train", 1070, rng) + bad)
     validation_file = write_jsonl(tmp_path / "validation.jsonl", synthetic_pairs("validation", 50, rng))
     output = tmp_path / "rm"
     cfg = RewardConfig(
         model=str(multi_model_dir), output=str(output), kind="helpfulness", margin="small",
-        data=RewardDataConfig(train=[train_file], validation=[validation_file], max_length=96),
-        loop=LoopConfig(max_steps=100, micro_batch_size=16, grad_accum=1, log_every=20, resume=False),
-        optim=OptimConfig(lr=5e-3, weight_decay=0.0),
+        data=RewardDataConfig(train=[train_file], validation=[validation_file], max_length=128),
+        loop=LoopConfig(max_steps=200, micro_batch_size=16, grad_accum=1, log_every=20, resume=False),
+        optim=OptimConfig(lr=3e-3, weight_decay=0.0),
         schedule=ScheduleConfig(kind="cosine", warmup_ratio=0.03, min_warmup_steps=5, final_lr_ratio=0.1),
     )
     summary = run(cfg)
@@ -76,8 +76,9 @@ def test_reward_model_learns_language_match(multi_model_dir, tmp_path, one_threa
     assert sorted(per_language) == LANGS
     for lang, stats in per_language.items():
         assert stats["pairs"] == 50 and stats["accuracy"] >= 0.9, (lang, stats)
-    assert summary["rejected_pairs"] == {"identical chosen and rejected": 1, "missing field 'rejected'": 1}
-    assert summary["training_pairs"]["pairs"] == 1590 and summary["steps"] == 100
+    rejected = summary["rejected_pairs"]
+    assert rejected["identical chosen and rejected"] == 1 and rejected["missing field 'rejected'"] == 1
+    assert summary["training_pairs"]["pairs"] == 3 * 1070 - (sum(rejected.values()) - 2) and summary["steps"] == 200
     history = [json.loads(line) for line in (output / "training" / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
 
