@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from ..chat import encode_prompt, load_template
-from ..config import write_resolved_config
+from ..config import to_dict, write_resolved_config
 from ..errors import UserError
-from ..io import RejectCounter, expand_inputs, iter_records, write_json, write_jsonl, write_text
+from ..io import RejectCounter, expand_inputs, iter_records, read_json, write_json, write_jsonl, write_text
 from ..languages import normalize_language
 from ..rlhf.generation import SamplingConfig, derive_seed, generate
 
@@ -230,14 +230,17 @@ def compose_dialogues(prompts: dict[str, list[str]], constraints: dict, cfg: Gat
 
 
 def sample_answers(dialogues: list[Dialogue], model, tokenizer, template, sampling: SamplingConfig, seed: int,
-                   prompt_messages: Callable[[Dialogue, int], list[dict]], model_path: str | None = None) -> None:
+                   prompt_messages: Callable[[Dialogue, int], list[dict]], model_path: str | None = None,
+                   start_turn: int = 0, on_turn_done: Callable[[int], None] | None = None) -> None:
     """Fill ``answers`` turn by turn; each turn is one batched generation over the dialogues still going.
 
     ``prompt_messages(dialogue, turn)`` gives the messages up to user turn ``turn`` (0-based) with the
-    answers so far. The seed of each answer depends only on (seed, dialogue, turn), not on the batch.
+    answers so far. The seed of each answer depends only on (seed, dialogue, turn), not on the batch, so a
+    run resumed at ``start_turn`` writes what an uninterrupted one would. ``on_turn_done(turns)`` runs after
+    each turn (to save progress).
     """
     context = getattr(getattr(model, "config", None), "max_position_embeddings", None) or float("inf")
-    for turn in range(max(len(d.users) for d in dialogues)):
+    for turn in range(start_turn, max(len(d.users) for d in dialogues)):
         active = [d for d in dialogues if not d.failed and turn < len(d.users)]
         prompts = []
         for d in list(active):
@@ -256,6 +259,8 @@ def sample_answers(dialogues: list[Dialogue], model, tokenizer, template, sampli
                 d.answers.append(out.text.strip())
             else:
                 d.failed = f"empty answer at turn {turn + 1}"
+        if on_turn_done is not None:
+            on_turn_done(turn + 1)
 
 
 def training_record(dialogue: Dialogue, instruction_in: str) -> dict:
@@ -348,7 +353,9 @@ def run(cfg: GattConfig) -> dict:
         prompt_messages = lambda d, t: sampling_messages(d.instruction.text, d.users[:t + 1], d.answers)  # noqa: E731
     else:
         prompt_messages = lambda d, t: deployed_messages(d.instruction.text, d.users[:t + 1], d.answers, cfg.instruction_in)  # noqa: E731
-    sample_answers(dialogues, model, tokenizer, template, cfg.sampling, cfg.seed, prompt_messages, model_path=cfg.model)
+    progress = _Progress(output / f"gatt_{cfg.mode}_progress.json", json.loads(json.dumps(to_dict(cfg))), dialogues)
+    sample_answers(dialogues, model, tokenizer, template, cfg.sampling, cfg.seed, prompt_messages, model_path=cfg.model,
+                   start_turn=progress.restore(), on_turn_done=progress.save)
     if cfg.mode == "build" and cfg.require_language:
         predict = _language_predictor(cfg.lid_model)
         for d in dialogues:
@@ -374,7 +381,33 @@ def run(cfg: GattConfig) -> dict:
         write_jsonl(output / "gatt_eval_dialogues.jsonl", (training_record(d, cfg.instruction_in) for d in kept))
         write_text(output / "gatt_eval.md", "# Instruction following per turn (GAtt eval)\n\n" + _report(table))
     write_json(output / f"gatt_{cfg.mode}_summary.json", summary)
+    progress.path.unlink(missing_ok=True)
     return summary
+
+
+@dataclass
+class _Progress:
+    """Sampled answers saved after every turn, so an interrupted run continues where it stopped."""
+
+    path: Path
+    config: dict
+    dialogues: list[Dialogue]
+
+    def restore(self) -> int:
+        if not self.path.is_file():
+            return 0
+        state = read_json(self.path)
+        if state.get("config") != self.config or len(state.get("dialogues", [])) != len(self.dialogues):
+            log.warning("gatt: %s is from a different config; starting over", self.path)
+            return 0
+        for d, saved in zip(self.dialogues, state["dialogues"]):
+            d.answers, d.failed = saved["answers"], saved["failed"]
+        log.info("gatt: resuming after turn %d (%s)", state["turns_done"], self.path)
+        return state["turns_done"]
+
+    def save(self, turns_done: int) -> None:
+        write_json(self.path, {"config": self.config, "turns_done": turns_done,
+                               "dialogues": [{"answers": d.answers, "failed": d.failed} for d in self.dialogues]})
 
 
 def _count(items) -> dict[str, int]:

@@ -40,7 +40,7 @@ def gatt(tmp_path, model_dir, prompts, name, *extra):
     return tmp_path / name
 
 
-def test_gatt_build_train_and_eval(tmp_path, multi_model_dir, one_thread):
+def test_gatt_build_train_and_eval(tmp_path, multi_model_dir, one_thread, monkeypatch):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PROMPTS), encoding="utf-8")
     out = gatt(tmp_path, multi_model_dir, prompts, "gatt")
@@ -49,6 +49,33 @@ def test_gatt_build_train_and_eval(tmp_path, multi_model_dir, one_thread):
     assert lines == (gatt(tmp_path, multi_model_dir, prompts, "again") / "gatt.jsonl").read_text(encoding="utf-8").splitlines()
     summary = json.loads((out / "gatt_build_summary.json").read_text())
     assert summary["rejected"] == {"no prompt": 1}
+
+    # Interrupted during turn 2, then rerun: it resumes after turn 1 and writes the same data.
+    import polyglot_llama.train.gatt as gatt_module
+
+    real_generate, calls = gatt_module.generate, []
+
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 and interrupt:
+            interrupt.pop()
+            raise KeyboardInterrupt
+        return real_generate(*args, **kwargs)
+
+    interrupt = [True]
+
+    monkeypatch.setattr(gatt_module, "generate", interrupted)
+    args = ["gatt", "--model", str(multi_model_dir), "--prompts", str(prompts), "--output", str(tmp_path / "resumed"),
+            "--dialogues", "8", "--min-turns", "2", "--max-turns", "3", "--seed", "7",
+            "--sampling.max-new-tokens", "6", "--sampling.temperature", "1.0", "--sampling.backend", "hf"]
+    assert cli.main(args) == 130
+    assert json.loads((tmp_path / "resumed" / "gatt_build_progress.json").read_text())["turns_done"] == 1
+    calls.clear()
+    assert cli.main(args) == 0 and len(calls) == 2  # turns 2 and 3 only
+    assert (tmp_path / "resumed" / "gatt.jsonl").read_text(encoding="utf-8").splitlines() == lines
+    assert not (tmp_path / "resumed" / "gatt_build_progress.json").exists()
+    monkeypatch.setattr(gatt_module, "generate", real_generate)
 
     records = [json.loads(line) for line in lines]
     assert 1 <= len(records) <= 8 and summary["dialogues"] == len(records)
