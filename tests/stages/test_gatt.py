@@ -53,8 +53,7 @@ def test_gatt_build_train_and_eval(tmp_path, multi_model_dir, one_thread, monkey
     # Interrupted during turn 2, then rerun: it resumes after turn 1 and writes the same data.
     import polyglot_llama.train.gatt as gatt_module
 
-    real_generate, calls = gatt_module.generate, []
-
+    real_generate, calls, interrupt = gatt_module.generate, [], [True]
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -62,8 +61,6 @@ def test_gatt_build_train_and_eval(tmp_path, multi_model_dir, one_thread, monkey
             interrupt.pop()
             raise KeyboardInterrupt
         return real_generate(*args, **kwargs)
-
-    interrupt = [True]
 
     monkeypatch.setattr(gatt_module, "generate", interrupted)
     args = ["gatt", "--model", str(multi_model_dir), "--prompts", str(prompts), "--output", str(tmp_path / "resumed"),
