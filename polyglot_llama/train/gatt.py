@@ -348,6 +348,8 @@ def run(cfg: GattConfig) -> dict:
     dialogues = compose_dialogues(prompts, constraints, cfg, fixed_turns=cfg.mode == "eval")
     model, tokenizer, tokenizer_dir = _load_model(cfg)
     template = load_template(cfg.chat_template, tokenizer_dir)
+    # Load language ID before sampling: a missing model should fail in seconds, not after hours of sampling.
+    predict = _language_predictor(cfg.lid_model) if cfg.mode == "eval" or cfg.require_language else None
 
     if cfg.mode == "build":
         prompt_messages = lambda d, t: sampling_messages(d.instruction.text, d.users[:t + 1], d.answers)  # noqa: E731
@@ -357,7 +359,6 @@ def run(cfg: GattConfig) -> dict:
     sample_answers(dialogues, model, tokenizer, template, cfg.sampling, cfg.seed, prompt_messages, model_path=cfg.model,
                    start_turn=progress.restore(), on_turn_done=progress.save)
     if cfg.mode == "build" and cfg.require_language:
-        predict = _language_predictor(cfg.lid_model)
         for d in dialogues:
             if not d.failed and not language_followed(d, predict):
                 d.failed = "answer not in the requested language"
@@ -376,7 +377,7 @@ def run(cfg: GattConfig) -> dict:
         summary["file"] = str(output / "gatt.jsonl")
         write_jsonl(output / "gatt.jsonl", (training_record(d, cfg.instruction_in) for d in kept))
     else:
-        table = follow_rates(kept, _language_predictor(cfg.lid_model))
+        table = follow_rates(kept, predict)
         summary["per_turn"] = table
         write_jsonl(output / "gatt_eval_dialogues.jsonl", (training_record(d, cfg.instruction_in) for d in kept))
         write_text(output / "gatt_eval.md", "# Instruction following per turn (GAtt eval)\n\n" + _report(table))
