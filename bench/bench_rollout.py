@@ -94,9 +94,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads (0: torch's default); on a shared CPU, 1 avoids OpenMP barrier stalls that hit batch-1 decoding hardest")
     parser.add_argument("--skip-single", action="store_true", help="skip the one-at-a-time baseline (slow for big runs)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="bench_rollout_"))
     model_dir = Path(args.model) if args.model else build_model(args.preset, workdir)
     device = pick_device()
@@ -149,7 +153,7 @@ def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, device) -
     reference.eval().requires_grad_(False)
     model = PolicyWithValue(policy).to(device)
     n = len(prompts) - len(prompts) % sampling.batch_size
-    cfg = PPOConfig(model=str(model_dir), output="unused", prompts=["unused"], batch_size=n,
+    cfg = PPOConfig(model=str(model_dir), output="unused", prompts=["unused"], batch_size=n, reward=RewardConfig(kind="target_script"),
                     mini_batch_size=sampling.batch_size, micro_batch_size=sampling.batch_size)
     optimizer = torch.optim.AdamW(_param_groups([p for p in model.parameters() if p.requires_grad], 0.1), lr=1e-6, betas=(0.9, 0.95))
     scorer = RewardScorer(RewardConfig(kind="target_script"))

@@ -126,6 +126,8 @@ def run(cfg: ContextDistillationConfig) -> dict:
     original_scores = scorer(prompts, [g.text for g in original])
     distilled_scores = scorer(prompts, [g.text for g in distilled])
     keep = (distilled_scores > original_scores + cfg.margin) & torch.tensor([bool(g.text) for g in distilled])
+    reward_info = scorer.info
+    del scorer  # free the reward model's memory before fine-tuning
 
     write_jsonl(output / "distilled.jsonl", (
         {"id": p.id, "lang": p.lang, "category": p.category, "original": o.text, "distilled": d.text,
@@ -136,7 +138,7 @@ def run(cfg: ContextDistillationConfig) -> dict:
         {"id": p.id, "lang": p.lang, "messages": p.messages + [{"role": "assistant", "content": d.text}]}
         for p, d, k in zip(prompts, distilled, keep) if k))
     report = {
-        "prompts": len(prompts), "kept": n_kept, "rejected_prompts": rejects.count, "reward_info": scorer.info,
+        "prompts": len(prompts), "kept": n_kept, "rejected_prompts": rejects.count, "reward_info": reward_info,
         "languages": {lang: {"prompts": len(idx), "kept_share": float(keep[idx].float().mean()),
                              "mean_original_score": float(original_scores[idx].mean()),
                              "mean_distilled_score": float(distilled_scores[idx].mean()),

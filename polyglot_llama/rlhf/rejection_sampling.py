@@ -165,12 +165,14 @@ def run(cfg: RejectionSamplingConfig) -> dict:
     del model
 
     pool, pool_rewards, kept_old = _merge_pool(cfg, scorer, prompts, answers, rewards)
+    reward_info = scorer.info
+    del scorer  # free the reward models' memory before fine-tuning
     pool_file = output / "pool.jsonl"
     write_jsonl(pool_file, pool)
     groups = by_language(prompts)
     report = {
         "round": cfg.round, "prompts": len(prompts), "samples_per_prompt": cfg.samples_per_prompt,
-        "temperature": cfg.sampling.temperature, "reward": cfg.reward.kind, "reward_info": scorer.info,
+        "temperature": cfg.sampling.temperature, "reward": cfg.reward.kind, "reward_info": reward_info,
         "rejected_prompts": rejects.count, "pool_size": len(pool), "pool_kept_from_earlier_rounds": kept_old,
         "all": language_stats(rewards, pool_rewards),
         "languages": {lang: language_stats(rewards[idx], pool_rewards[idx]) for lang, idx in groups.items()},
