@@ -64,7 +64,7 @@ class Segment(NamedTuple):
     """Counted in the loss: an answer whose message is not marked ``"train": false``."""
 
 
-def validate_dialog(messages: Sequence[dict], for_generation: bool = False) -> None:
+def validate_dialog(messages: Sequence[dict], for_generation: bool = False, allow_empty_answers: bool = False) -> None:
     """Raise `DialogError` unless ``messages`` is [system?] user, assistant, user, ... as the format needs.
 
     A training dialogue ends with an assistant answer; a generation prompt (``for_generation``) ends with
@@ -87,7 +87,7 @@ def validate_dialog(messages: Sequence[dict], for_generation: bool = False) -> N
             raise DialogError("roles do not alternate",
                               f"message {index} is {message['role']!r} where {expected!r} was expected "
                               "(a system prompt may only come first)")
-        if expected == "assistant" and not message["content"].strip():
+        if expected == "assistant" and not message["content"].strip() and not allow_empty_answers:
             raise DialogError("empty assistant turn", f"message {i + len(messages) - len(turns)} has no text")
     last = turns[-1]["role"]
     if for_generation and last != "user":
@@ -103,9 +103,14 @@ def _special_id(tokenizer, name: str) -> int:
     return token_id
 
 
-def format_dialog(messages: Sequence[dict], tokenizer, for_generation: bool = False) -> list[Segment]:
-    """The Llama 2 chat format of ``messages`` as segments (text to tokenize, or BOS/EOS ids)."""
-    validate_dialog(messages, for_generation)
+def format_dialog(messages: Sequence[dict], tokenizer, for_generation: bool = False,
+                  allow_empty_answers: bool = False) -> list[Segment]:
+    """The Llama 2 chat format of ``messages`` as segments (text to tokenize, or BOS/EOS ids).
+
+    ``allow_empty_answers``: scoring a sampled answer that is empty (the policy stopped at once) is
+    legitimate; training on one is not.
+    """
+    validate_dialog(messages, for_generation, allow_empty_answers)
     bos, eos = _special_id(tokenizer, "bos"), _special_id(tokenizer, "eos")
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
     turns = list(messages[1:] if system is not None else messages)
@@ -162,14 +167,15 @@ def segments_to_ids(tokenizer, segments: list[Segment]) -> tuple[list[int], list
     return input_ids, labels
 
 
-def encode_dialog(messages: Sequence[dict], tokenizer, template: str | None = None) -> tuple[list[int], list[int]]:
+def encode_dialog(messages: Sequence[dict], tokenizer, template: str | None = None,
+                  allow_empty_answers: bool = False) -> tuple[list[int], list[int]]:
     """(input_ids, labels) of a training conversation: labels are -100 on every token but learned answers.
 
     ``template`` None uses the Llama 2 format above. Any other Jinja chat template is rendered by
     `tokenizer.apply_chat_template` and must mark answers with ``{% generation %}`` blocks.
     """
     if template is None or template == LLAMA2_CHAT_TEMPLATE:
-        return segments_to_ids(tokenizer, format_dialog(messages, tokenizer))
+        return segments_to_ids(tokenizer, format_dialog(messages, tokenizer, allow_empty_answers=allow_empty_answers))
     return _encode_with_template(messages, tokenizer, template)
 
 

@@ -131,7 +131,9 @@ def encode_conversation(prompt: str | Sequence[dict], response: str, tokenizer) 
     """Token ids of prompt + response in the Llama 2 chat format (``polyglot_llama.chat``), ``</s>`` included."""
     from ..chat import encode_dialog
 
-    input_ids, _ = encode_dialog(as_messages(prompt) + [{"role": "assistant", "content": response}], tokenizer)
+    # A sampled answer may be empty (the policy emitted </s> at once): it is scored, not refused.
+    input_ids, _ = encode_dialog(as_messages(prompt) + [{"role": "assistant", "content": response}], tokenizer,
+                                 allow_empty_answers=True)
     return list(input_ids)
 
 

@@ -109,3 +109,14 @@ def test_rm_can_start_from_an_rm(rm_dir, tmp_path):
     again = build_reward_model(copy)
     original, _ = load_reward_model(rm_dir)
     assert torch.equal(again.score.weight, original.score.weight)
+
+
+def test_an_empty_sampled_answer_is_scored_not_refused(multi_model_dir, tmp_path):
+    from polyglot_llama.model.reward_model import build_reward_model, load_reward_model, score
+
+    model = build_reward_model(multi_model_dir)
+    save_checkpoint(model, tmp_path / "rm", tokenizer_dir=multi_model_dir)
+    model, tokenizer = load_reward_model(tmp_path / "rm")
+    scores = score(model, tokenizer, ["Say something.", "Say something."], ["", "Hello there."])
+    assert scores.shape == (2,) and torch.isfinite(scores).all()
+    assert scores[0] != scores[1]
