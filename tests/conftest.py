@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -13,46 +12,20 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "polyglot_llama" / "resources" / "sample_text"
-
-
-def sample_records(lang: str) -> list[dict]:
-    """The bundled sample paragraphs of one language: [{"id", "lang", "text"}, ...]."""
-    path = SAMPLE_DIR / f"{lang}.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def sample_texts(lang: str) -> list[str]:
-    return [r["text"] for r in sample_records(lang)]
-
-
-def _train_tokenizer(directory: Path, langs: list[str], vocab_size: int) -> Path:
-    from polyglot_llama.tokenizer.train import save_tokenizer_dir, train_llama_tokenizer
-
-    texts = [t for lang in langs for t in sample_texts(lang)]
-    save_tokenizer_dir(train_llama_tokenizer(texts, vocab_size), directory)
-    return directory
+from polyglot_test_utils import SAMPLE_DIR, train_sample_tokenizer, make_tiny_model, sample_records, sample_texts  # noqa: F401
 
 
 @pytest.fixture(scope="session")
 def en_tokenizer_dir(tmp_path_factory) -> Path:
     """A Llama-2-style tokenizer (512 tokens) trained on the English sample only: the 'base' tokenizer."""
-    return _train_tokenizer(tmp_path_factory.mktemp("en_tokenizer"), ["en"], 512)
+    return train_sample_tokenizer(tmp_path_factory.mktemp("en_tokenizer"), ["en"], 512)
 
 
 @pytest.fixture(scope="session")
 def multi_tokenizer_dir(tmp_path_factory) -> Path:
     """A tokenizer (2000 tokens) trained on every bundled language: for multilingual stage tests."""
     langs = sorted(p.stem for p in SAMPLE_DIR.glob("*.jsonl"))
-    return _train_tokenizer(tmp_path_factory.mktemp("multi_tokenizer"), langs, 2000)
-
-
-def make_tiny_model(tokenizer_dir: Path, output: Path, preset: str = "tiny", seed: int = 0, **overrides) -> Path:
-    """Write a freshly initialised tiny Llama (GQA, 2 layers) for ``tokenizer_dir`` to ``output``."""
-    from polyglot_llama.model.init import ModelInitConfig, run
-
-    run(ModelInitConfig(tokenizer=str(tokenizer_dir), output=str(output), preset=preset, seed=seed, overrides=overrides))
-    return output
+    return train_sample_tokenizer(tmp_path_factory.mktemp("multi_tokenizer"), langs, 2000)
 
 
 @pytest.fixture(scope="session")

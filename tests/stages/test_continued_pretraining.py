@@ -25,7 +25,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import sample_records
+from polyglot_test_utils import sample_records
 from polyglot_llama.config import load_config
 from polyglot_llama.corpus.mix import MixConfig
 from polyglot_llama.corpus.mix import run as mix
@@ -71,7 +71,7 @@ def adapted(tmp_path_factory, en_tokenizer_dir, one_thread) -> dict:
         "en_train": _write(work / "en_train.jsonl", en[:-HELD_OUT]), "en_val": _write(work / "en_val.jsonl", en[-HELD_OUT:]),
         "ko_train": _write(work / "ko_train.jsonl", ko[:-HELD_OUT]), "ko_val": _write(work / "ko_val.jsonl", ko[-HELD_OUT:]),
     }
-    from conftest import make_tiny_model
+    from polyglot_test_utils import make_tiny_model
 
     make_tiny_model(en_tokenizer_dir, work / "init")
     base = _pretrain(work / "init", work / "base", [paths["en_train"]], [paths["en_val"]], **{"loop.max_steps": 80})

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import sample_records
+from polyglot_test_utils import sample_records
 from polyglot_llama.cli import main
 from polyglot_llama.errors import UserError
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import sample_texts
+from polyglot_test_utils import sample_texts
 from polyglot_llama.config import from_dict
 from polyglot_llama.errors import UserError
 from polyglot_llama.io import write_jsonl

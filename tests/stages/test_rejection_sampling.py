@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import sample_texts
+from polyglot_test_utils import sample_texts
 from polyglot_llama.config import from_dict
 from polyglot_llama.errors import UserError
 from polyglot_llama.io import write_jsonl
@@ -39,7 +39,18 @@ def rs_config(model, prompts, output, round_no, previous=()):
     ))
 
 
-def test_rounds_raise_reward(tmp_path, multi_model_dir):
+@pytest.fixture
+def one_thread():
+    """Single-threaded CPU kernels: sampled answers then do not depend on which tests ran before."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_rounds_raise_reward(tmp_path, multi_model_dir, one_thread):
     prompts = write_prompts(tmp_path / "prompts.jsonl")
     model, pools, reports = multi_model_dir, [], []
     for round_no in (1, 2, 3):

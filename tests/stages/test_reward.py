@@ -17,7 +17,7 @@ from polyglot_llama.model.reward_model import load_reward_model, read_reward_con
 from polyglot_llama.train.loop import LoopConfig, OptimConfig, ScheduleConfig
 from polyglot_llama.train.reward import RewardConfig, RewardDataConfig, run
 
-from conftest import sample_texts
+from polyglot_test_utils import sample_texts
 
 LANGS = ["en", "ko", "zh"]
 WINDOW = 20  # characters

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import sample_records
+from polyglot_test_utils import sample_records
 from polyglot_llama.corpus.lid import load_lid_model, predict_language
 from polyglot_llama.errors import UserError
 

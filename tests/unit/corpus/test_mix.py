@@ -14,7 +14,7 @@ from polyglot_llama.config import load_config
 from polyglot_llama.corpus.mix import MixConfig, run
 from polyglot_llama.errors import UserError
 from polyglot_llama.model.checkpoint import load_tokenizer
-from conftest import SAMPLE_DIR, sample_records
+from polyglot_test_utils import SAMPLE_DIR, sample_records
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from datatrove.data import Document
 
-from conftest import sample_texts
+from polyglot_test_utils import sample_texts
 from polyglot_llama.corpus.language_steps import ForeignParagraphFilter, LanguageFilter, script_ratio
 from polyglot_llama.corpus.quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist, url_domain
 from polyglot_llama.errors import UserError
