@@ -15,6 +15,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from polyglot_test_utils import SAMPLE_DIR, train_sample_tokenizer, make_tiny_model, sample_records, sample_texts  # noqa: F401
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One intra-op thread for the whole session: the tiny test models gain nothing from more, threads
+    spin against each other on a shared CPU, and results (sampled answers above all) must not depend on
+    which tests ran before. Subprocess tests set OMP_NUM_THREADS themselves."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def en_tokenizer_dir(tmp_path_factory) -> Path:
     """A Llama-2-style tokenizer (512 tokens) trained on the English sample only: the 'base' tokenizer."""

@@ -17,11 +17,11 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     logits [B, T, V], labels [B, T] → (mean loss over counted tokens, number of counted tokens).
     A batch without any counted token gives a zero loss that still carries a gradient graph.
     """
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
+    # Shift the labels, not the logits: slicing logits [B, T-1, V] would copy the largest tensor of the step.
+    shift_labels = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
     n_tokens = int((shift_labels != IGNORE_INDEX).sum())
     total = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+        logits.float().reshape(-1, logits.size(-1)), shift_labels.reshape(-1),
         ignore_index=IGNORE_INDEX, reduction="sum",
     )
     return total / max(n_tokens, 1), n_tokens

@@ -55,14 +55,6 @@ def _pretrain(model: Path, output: Path, train: list[str], validation: list[str]
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def adapted(tmp_path_factory, en_tokenizer_dir, one_thread) -> dict:
     """English base, extended to Korean: paths and the base's English validation result."""
     work = tmp_path_factory.mktemp("continued_pretraining")

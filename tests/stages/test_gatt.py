@@ -20,14 +20,6 @@ PROMPTS = [{"prompt": "What is tea?", "lang": "en"}, {"prompt": "Name a river.",
            {"prompt": "하늘은 왜 파란가요?", "lang": "ko"}, {"text": ""}]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def instruction_in(dialogue, message) -> bool:
     return dialogue["gatt"]["instruction"] in message["content"]
 

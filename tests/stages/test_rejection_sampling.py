@@ -39,17 +39,6 @@ def rs_config(model, prompts, output, round_no, previous=()):
     ))
 
 
-@pytest.fixture
-def one_thread():
-    """Single-threaded CPU kernels: sampled answers then do not depend on which tests ran before."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_rounds_raise_reward(tmp_path, multi_model_dir, one_thread):
     prompts = write_prompts(tmp_path / "prompts.jsonl")
     model, pools, reports = multi_model_dir, [], []

@@ -46,15 +46,6 @@ def write_jsonl(path, records):
     return str(path)
 
 
-@pytest.fixture
-def one_thread():
-    # A tiny model gains nothing from intra-op threads, and on a shared CPU they spin against each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_reward_model_learns_language_match(multi_model_dir, tmp_path, one_thread):
     rng = random.Random(0)

@@ -30,15 +30,6 @@ def make_example(rng: random.Random) -> tuple[dict, str]:
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], "lang": lang}, answer
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def answer_accuracy(model_dir, held_out) -> float:
     model, tokenizer = load_causal_lm(model_dir).eval(), load_tokenizer(model_dir)
     prompts = [encode_prompt(record["messages"][:1], tokenizer) for record, _ in held_out]
