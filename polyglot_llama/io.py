@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob as globlib
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -64,6 +65,18 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); fix or regenerate the file") from None
+
+
+def cache_key(files: list[str], *parts: str) -> str:
+    """A short key for results derived from ``files`` (path, size, mtime of each) and ``parts``
+    (e.g. the serialised tokenizer and the options): a cache entry is reused only while all are unchanged."""
+    h = hashlib.sha256()
+    for path in files:
+        st = os.stat(path)
+        h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    for part in parts:
+        h.update(b"\0" + part.encode())
+    return h.hexdigest()[:16]
 
 
 def expand_inputs(patterns: str | list[str]) -> list[str]:

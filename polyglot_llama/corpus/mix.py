@@ -18,7 +18,6 @@ file, line and reason) and the resolved config.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import math
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..config import write_resolved_config
 from ..errors import UserError
-from ..io import RejectCounter, expand_inputs, iter_records, write_json, write_jsonl, write_text
+from ..io import RejectCounter, cache_key, expand_inputs, iter_records, write_json, write_jsonl, write_text
 from ..languages import normalize_language
 from . import sampling
 
@@ -174,13 +173,7 @@ def _cluster_size(record: dict, key: str) -> int:
 
 
 def _fingerprint(files: list[str], tokenizer, cfg: MixConfig) -> str:
-    h = hashlib.sha256()
-    for path in files:
-        st = os.stat(path)
-        h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
-    h.update(f"{cfg.text_field}|{cfg.cluster_size_field}".encode())
-    return h.hexdigest()[:16]
+    return cache_key(files, tokenizer.backend_tokenizer.to_str(), f"{cfg.text_field}|{cfg.cluster_size_field}")
 
 
 def count_tokens(source: SourceConfig, tokenizer, cfg: MixConfig, rejects: RejectCounter) -> SourceCounts:

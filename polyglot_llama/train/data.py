@@ -12,30 +12,18 @@ mtime), the tokenizer and the packing options, so a second run does not re-token
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..io import RejectCounter, expand_inputs, iter_records, write_jsonl
+from ..io import RejectCounter, cache_key, expand_inputs, iter_records, write_jsonl
 from ..languages import normalize_language
 from .losses import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
-
-
-def _cache_key(files: list[str], tokenizer, options: dict) -> str:
-    h = hashlib.sha256()
-    for path in files:
-        st = os.stat(path)
-        h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
-    h.update(json.dumps(options, sort_keys=True).encode())
-    return h.hexdigest()[:16]
 
 
 def read_documents(files: list[str], text_field: str, lang_field: str, default_lang: str,
@@ -94,7 +82,8 @@ def build_packed_dataset(files: str | list[str], tokenizer, seq_len: int, *, tex
     files = expand_inputs(files)
     options = {"seq_len": seq_len, "text_field": text_field, "lang_field": lang_field, "default_lang": default_lang,
                "document_masking": document_masking, "version": 1}
-    cache_path = Path(cache_dir) / _cache_key(files, tokenizer, options) if cache_dir else None
+    key = cache_key(files, tokenizer.backend_tokenizer.to_str(), json.dumps(options, sort_keys=True))
+    cache_path = Path(cache_dir) / key if cache_dir else None
     if cache_path is not None and (cache_path / "dataset_info.json").is_file():
         log.info("packed dataset: reusing cache %s", cache_path)
         return datasets.load_from_disk(str(cache_path))
