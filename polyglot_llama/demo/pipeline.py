@@ -204,13 +204,15 @@ def run(cfg: DemoConfig) -> dict:
     }, demo.path("ppo", "summary.json"),
         lambda r: f"reward {r['first']['reward']:.3f} -> {r['last']['reward']:.3f}, KL {r['last']['kl']:.4f}")
 
-    # 6. Ghost Attention: build multi-turn data with the chat model, train on it.
-    demo.stage("gatt", {"model": demo.path("ppo", "model"), "output": demo.path("gatt"), "prompts": [str(inputs / "prompts.jsonl")],
-                        "dialogues": steps(24, 6), "max_turns": 3, "sampling": {"max_new_tokens": 24}, "seed": cfg.seed},
+    # 6. Ghost Attention: build multi-turn data, train the PPO policy on it. The paper samples the answers
+    #    from the latest RLHF model; a 1M-parameter policy after a few PPO steps often stops at once, so the
+    #    demo samples from the SFT model, whose answers are never empty.
+    demo.stage("gatt", {"model": demo.path("sft"), "output": demo.path("gatt"), "prompts": [str(inputs / "prompts.jsonl")],
+                        "dialogues": steps(32, 8), "max_turns": 3, "sampling": {"max_new_tokens": 24}, "seed": cfg.seed},
                demo.path("gatt", "gatt.jsonl"), lambda r: f"{r['dialogues']} dialogues, languages {r['languages']}")
-    demo.stage("sft", {"model": demo.path("ppo", "model"), "output": demo.path("chat"), "batch_size": 4,
+    demo.stage("sft", {"model": demo.path("ppo", "model"), "output": demo.path("chat"), "batch_size": 2,
                        "data": {"train": [demo.path("gatt", "gatt.jsonl")], "seq_len": 512, "validation_fraction": 0.0},
-                       "loop": {**loop, "micro_batch_size": 4, "epochs": 1.0}, "optim": {"lr": 5.0e-4}},
+                       "loop": {**loop, "micro_batch_size": 2, "epochs": 1.0}, "optim": {"lr": 5.0e-4}},
                demo.path("chat", "model.safetensors"), lambda r: f"{r['steps']} steps on GAtt dialogues, loss {r['train_loss']:.3f}")
 
     # 7. Evaluation of base / adapted / chat side by side.
