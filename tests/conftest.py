@@ -12,7 +12,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from polyglot_test_utils import SAMPLE_DIR, train_sample_tokenizer, make_tiny_model, sample_records, sample_texts  # noqa: F401
+from polyglot_test_utils import SAMPLE_DIR, make_tiny_model, train_sample_tokenizer
 
 
 @pytest.fixture(scope="session", autouse=True)

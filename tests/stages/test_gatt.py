@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
 from polyglot_llama import cli
 from polyglot_llama.chat import IGNORE_INDEX, encode_dialog
 from polyglot_llama.corpus.lid import load_lid_model, predict_language

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from polyglot_llama.config import load_config
 from polyglot_llama.errors import UserError

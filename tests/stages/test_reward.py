@@ -10,7 +10,6 @@ import json
 import random
 
 import pytest
-import torch
 
 from polyglot_llama.cli import resolve
 from polyglot_llama.model.reward_model import load_reward_model, read_reward_config, score

@@ -6,7 +6,6 @@ import json
 import random
 
 import pytest
-import torch
 import yaml
 
 from polyglot_llama import cli
