@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -258,9 +259,8 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
     bar = tqdm(total=total_steps, initial=start_step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
     model.train()
     last_eval = eval_before
-    step = start_step
     for step in range(start_step, total_steps):
-        step_loss, step_units = torch.zeros((), device=accelerator.device), 0
+        step_loss = torch.zeros((), device=accelerator.device)
         extra: dict[str, float] = {}
         for k in range(loop.grad_accum):
             micro_step = step * loop.grad_accum + k
@@ -268,11 +268,10 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
             batch = {key: v.to(accelerator.device) if torch.is_tensor(v) else v for key, v in batch.items()}
             meter.add_tokens(batch)
             sync = k == loop.grad_accum - 1
-            with (accelerator.no_sync(model) if not sync and world > 1 else _null()), accelerator.autocast():
+            with (accelerator.no_sync(model) if not sync and world > 1 else nullcontext()), accelerator.autocast():
                 out = step_fn(model, batch)
                 accelerator.backward(out.loss / loop.grad_accum)
             step_loss += out.loss.detach() / loop.grad_accum
-            step_units += out.n_tokens
             for key, value in out.metrics.items():
                 extra[key] = extra.get(key, 0.0) + float(value) / loop.grad_accum
         grad_norm = accelerator.clip_grad_norm_(trainable, optim.grad_clip) if optim.grad_clip > 0 else None
@@ -319,14 +318,6 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         "model": accelerator.unwrap_model(model),
         "is_main_process": accelerator.is_main_process,
     }
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _log_eval(accelerator, results: dict, step: int) -> None:
