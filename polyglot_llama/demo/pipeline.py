@@ -198,11 +198,11 @@ def run(cfg: DemoConfig) -> dict:
                   f"pool {r['pool_size']} answers, fine-tuned {r['sft']['steps']} steps")
     demo.stage("ppo", {
         "model": demo.path("rs_round1", "model"), "output": demo.path("ppo"), "prompts": [str(inputs / "prompts.jsonl")],
-        "reward": reward, "sampling": {**sampling, "temperature": 1.0}, "steps": steps(6, 2), "batch_size": 8,
-        "mini_batch_size": 4, "micro_batch_size": 4, "eval_fraction": 0.0, "eval_every": 0, "save_every": 0, "seed": cfg.seed,
+        "reward": reward, "sampling": {**sampling, "temperature": 1.0}, "steps": steps(10, 2), "batch_size": 16,
+        "mini_batch_size": 8, "micro_batch_size": 8, "eval_fraction": 0.0, "eval_every": 0, "save_every": 0, "seed": cfg.seed,
         "optim": {"lr": 1.0e-5},
     }, demo.path("ppo", "summary.json"),
-        lambda r: f"reward {r['first']['reward']:.3f} -> {r['last']['reward']:.3f}, KL {r['last']['kl']:.4f}")
+        lambda r: f"batch reward {r['first']['reward']:.3f} (step 1) -> {r['last']['reward']:.3f} (step {r['steps']}), KL {r['last']['kl']:.4f}")
 
     # 6. Ghost Attention: build multi-turn data, train the PPO policy on it. The paper samples the answers
     #    from the latest RLHF model; a 1M-parameter policy after a few PPO steps often stops at once, so the
