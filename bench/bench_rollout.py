@@ -146,7 +146,7 @@ def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, device) -
     from polyglot_llama.rlhf.ppo_model import PolicyWithValue
     from polyglot_llama.rlhf.ppo_rollout import collect, rollout_seeds
     from polyglot_llama.rlhf.rewards import RewardConfig, RewardScorer
-    from polyglot_llama.train.loop import _param_groups
+    from polyglot_llama.train.loop import weight_decay_groups
 
     policy, tok = load_policy(str(model_dir), device=device)
     reference, _ = load_policy(str(model_dir), device=device)
@@ -155,7 +155,7 @@ def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, device) -
     n = len(prompts) - len(prompts) % sampling.batch_size
     cfg = PPOConfig(model=str(model_dir), output="unused", prompts=["unused"], batch_size=n, reward=RewardConfig(kind="target_script"),
                     mini_batch_size=sampling.batch_size, micro_batch_size=sampling.batch_size)
-    optimizer = torch.optim.AdamW(_param_groups([p for p in model.parameters() if p.requires_grad], 0.1), lr=1e-6, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(weight_decay_groups([p for p in model.parameters() if p.requires_grad], 0.1), lr=1e-6, betas=(0.9, 0.95))
     scorer = RewardScorer(RewardConfig(kind="target_script"))
     autocast = partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext
     batch = prompts[:n]

@@ -31,7 +31,7 @@ from ..errors import UserError
 from ..io import read_json, write_json, write_jsonl
 from ..model.checkpoint import save_checkpoint
 from ..train import checkpointing
-from ..train.loop import OptimConfig, _param_groups
+from ..train.loop import OptimConfig, weight_decay_groups
 from ..train.losses import entropy_from_logits, masked_mean, ppo_policy_loss, ppo_value_loss
 from .generation import SamplingConfig, derive_seed, generate
 from .ppo_model import PolicyWithValue, gather_logprobs, load_value_model
@@ -258,7 +258,7 @@ def run(cfg: PPOConfig) -> dict:
     scorer = RewardScorer(cfg.reward, tokenizer, device=device)
     beta = cfg.kl_beta if cfg.kl_beta is not None else default_beta(policy)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(_param_groups(params, cfg.optim.weight_decay), lr=cfg.optim.lr,
+    optimizer = torch.optim.AdamW(weight_decay_groups(params, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                   betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
     autocast = partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext
     from accelerate import Accelerator

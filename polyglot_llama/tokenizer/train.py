@@ -10,9 +10,10 @@ The saved directory loads with `transformers.AutoTokenizer` and gives the same i
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -135,15 +136,34 @@ def iter_texts(files: list[str], text_field: str, rejects: RejectCounter) -> Ite
             yield text
 
 
-def train_llama_tokenizer(texts, vocab_size: int, min_frequency: int = 2, limit_alphabet: int = 1000) -> Tokenizer:
-    """Learn BPE merges on ``texts`` and lay the vocabulary out the Llama 2 way."""
+def deterministic_alphabet_limit(texts: Sequence[str], limit_alphabet: int) -> int:
+    """The largest alphabet size <= ``limit_alphabet`` whose cut-off falls between two character counts.
+
+    The `tokenizers` trainer keeps the ``limit_alphabet`` most frequent characters, but breaks ties among
+    equally frequent ones in hash order, which differs from process to process: the same corpus then gives
+    different tokenizers. Cutting below a tie (keeping only characters strictly more frequent than the first
+    dropped one) makes training reproducible. Counts are over the normalised text, as the trainer sees it.
+    """
+    counts = Counter()
+    for text in texts:
+        counts.update("▁" + text.replace(" ", "▁"))
+    ordered = sorted(counts.values(), reverse=True)
+    if len(ordered) <= limit_alphabet:
+        return limit_alphabet
+    boundary = ordered[limit_alphabet]  # count of the most frequent character that would be dropped
+    return sum(1 for c in ordered if c > boundary)
+
+
+def train_llama_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 2, limit_alphabet: int = 1000) -> Tokenizer:
+    """Learn BPE merges on ``texts`` (a sequence: read twice) and lay the vocabulary out the Llama 2 way."""
+    texts = list(texts)
     scratch = Tokenizer(models.BPE(unk_token="<unk>"))
     scratch.normalizer = llama_normalizer()
     scratch.pre_tokenizer = llama_pre_tokenizer()
     reserved = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - reserved, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
-        special_tokens=[], show_progress=False,
+        vocab_size=vocab_size - reserved, min_frequency=min_frequency,
+        limit_alphabet=deterministic_alphabet_limit(texts, limit_alphabet), special_tokens=[], show_progress=False,
     )
     scratch.train_from_iterator(texts, trainer=trainer)
     learnt = json.loads(scratch.to_str())["model"]

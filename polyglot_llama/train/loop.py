@@ -149,7 +149,8 @@ def _make_accelerator(loop: LoopConfig, output_dir: Path):
     return Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output_dir / "logs"))
 
 
-def _param_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+def weight_decay_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: matrices decay, 1-D parameters (norm gains, biases) do not. PPO uses it too."""
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -233,7 +234,7 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
     # The fused kernel updates all tensors in one pass (CPU and CUDA; torchtitan uses it under FSDP2 too).
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in trainable)
-    optimizer = torch.optim.AdamW(_param_groups(trainable, optim.weight_decay), lr=optim.lr,
+    optimizer = torch.optim.AdamW(weight_decay_groups(trainable, optim.weight_decay), lr=optim.lr,
                                   betas=tuple(optim.betas), eps=optim.eps, fused=fused)
 
     start_step, history = 0, []
