@@ -1,16 +1,21 @@
-"""The Llama 2 chat format: one formatter, the token-level loss mask, and the same format as a Jinja template.
+"""Conversations in the model's own chat template: generation prompts and answer-only training labels.
 
-Meta's reference (llama/generation.py) encodes every turn separately as
-``<s>`` + encode(f"[INST] {user} [/INST] {answer} ") + ``</s>``, with the system prompt folded into the
-first user message as ``<<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user}``; a prompt for generation ends at
-``[/INST]``. `format_dialog` writes exactly that as segments, `encode_dialog` turns the segments into ids and
-labels (-100 on everything that is not a learned answer; the answer's ``</s>`` is learned), and
-`LLAMA2_CHAT_TEMPLATE` renders the same text for `tokenizer.apply_chat_template`, with ``{% generation %}``
-blocks so Hugging Face tools (e.g. TRL's ``assistant_only_loss``) get the same answer mask.
+Every stage renders conversations here. The template is the tokenizer's own ``chat_template`` (a config's
+``chat_template`` key may name another, see `check_template_spec`); Llama 2's format is the fallback for a
+tokenizer without one and the template `tokenizer train` installs. `encode_prompt` gives a generation prompt,
+`encode_dialog` a conversation's ids with labels (-100 on everything but the learned answers, each answer's
+end-of-turn token included); both produce exactly ``apply_chat_template``'s ids.
+
+Llama 2 (Meta's llama/generation.py) encodes every turn separately as ``<s>`` + encode(f"[INST] {user}
+[/INST] {answer} ") + ``</s>``, the system prompt folded into the first user message as
+``<<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user}``; a generation prompt ends at ``[/INST]``. `format_dialog` writes
+that as segments and `LLAMA2_CHAT_TEMPLATE` renders the same text with ``{% generation %}`` blocks, so Hugging
+Face tools (e.g. TRL's ``assistant_only_loss``) get the same answer mask. In this format special tokens are
+inserted as ids, never parsed out of message text, so a user who types ``</s>`` gets the characters; other
+templates are tokenised as ``apply_chat_template`` does, which parses them.
 
 A message may carry ``"train": false`` (Ghost Attention's earlier turns): it stays in the context but is
-not learned. Special tokens are inserted as ids, never parsed out of message text, so a user who types
-``</s>`` gets the characters, not an end of sequence.
+not learned.
 """
 
 from __future__ import annotations
@@ -167,37 +172,38 @@ def segments_to_ids(tokenizer, segments: list[Segment]) -> tuple[list[int], list
     return input_ids, labels
 
 
+def conversation_template(tokenizer, template: str | None = None) -> str:
+    """The template to render with: ``template`` if given, else the tokenizer's own, else Llama 2's."""
+    if template:
+        return template
+    own = getattr(tokenizer, "chat_template", None)
+    if isinstance(own, dict):  # several named templates (e.g. "default", "tool_use")
+        own = own.get("default")
+    return own or LLAMA2_CHAT_TEMPLATE
+
+
 def encode_dialog(messages: Sequence[dict], tokenizer, template: str | None = None,
                   allow_empty_answers: bool = False) -> tuple[list[int], list[int]]:
     """(input_ids, labels) of a training conversation: labels are -100 on every token but learned answers.
 
-    ``template`` None uses the Llama 2 format above. Any other Jinja chat template is rendered by
-    `tokenizer.apply_chat_template` and must mark answers with ``{% generation %}`` blocks.
+    ``template`` None: the tokenizer's own chat template, Llama 2's when it has none. The ids are exactly
+    ``apply_chat_template``'s. The answers come from the template: its ``{% generation %}`` blocks when it
+    has them, else `_rendered_answer_spans` (each answer is what rendering the conversation up to it adds
+    to the generation prompt before it), from the answer's first token through its end-of-turn token.
     """
-    if template is None or template == LLAMA2_CHAT_TEMPLATE:
+    template = conversation_template(tokenizer, template)
+    if template == LLAMA2_CHAT_TEMPLATE:
         return segments_to_ids(tokenizer, format_dialog(messages, tokenizer, allow_empty_answers=allow_empty_answers))
-    return _encode_with_template(messages, tokenizer, template)
-
-
-def _encode_with_template(messages, tokenizer, template: str) -> tuple[list[int], list[int]]:
-    validate_dialog(messages)
-    if not re.search(r"\{%-?\s*generation\s*-?%\}", template):
-        raise UserError("the chat template has no {% generation %} block around assistant answers, so the "
-                        "answer tokens cannot be found; add one (see polyglot_llama.chat.LLAMA2_CHAT_TEMPLATE)")
-    out = tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True)
-    input_ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
-    # One run of mask 1s per assistant message, in order: apply the per-message "train" flags to them.
-    answers = [m for m in messages if m["role"] == "assistant"]
-    runs, inside = [], False
-    for t, bit in enumerate(mask):
-        if bit and not inside:
-            runs.append([t, t + 1])
-        elif bit:
-            runs[-1][1] = t + 1
-        inside = bool(bit)
-    learn = [bool(m.get("train", True)) for m in answers]
-    if len(runs) != len(answers):
+    validate_dialog(messages, allow_empty_answers=allow_empty_answers)
+    if GENERATION_BLOCK.search(template):
+        out = tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        input_ids, runs = list(out["input_ids"]), _runs(out["assistant_masks"])
+    else:
+        input_ids, runs = _rendered_answer_spans(messages, tokenizer, template)
+    # One run per assistant message, in order: apply the per-message "train" flags to them.
+    learn = [bool(m.get("train", True)) for m in messages if m["role"] == "assistant"]
+    if len(runs) != len(learn):
         if not all(learn):
             raise UserError("the chat template's answer blocks do not match the assistant messages one to one, "
                             "so per-message 'train' flags cannot be applied")
@@ -209,9 +215,65 @@ def _encode_with_template(messages, tokenizer, template: str) -> tuple[list[int]
     return input_ids, labels
 
 
+GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def _runs(mask: Sequence[int]) -> list[tuple[int, int]]:
+    """[start, end) token ranges of the runs of 1s in ``mask``."""
+    runs: list[list[int]] = []
+    for t, bit in enumerate(mask):
+        if bit and runs and runs[-1][1] == t:
+            runs[-1][1] = t + 1
+        elif bit:
+            runs.append([t, t + 1])
+    return [(a, b) for a, b in runs]
+
+
+def _render(tokenizer, messages: Sequence[dict], template: str, add_generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+
+
+def _rendered_answer_spans(messages: Sequence[dict], tokenizer, template: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids of the rendered conversation and the [start, end) token range of each answer, for a template
+    without ``{% generation %}`` blocks.
+
+    Answer k's characters are those that rendering messages[:k+1] adds to the generation prompt of
+    messages[:k]; the tokens overlapping them (as transformers marks generation blocks) form its range,
+    cut after its last special token: what a template writes after the end-of-turn token (ChatML's and
+    Gemma's newline) is never generated, so it is not learned. Working on text, not ids, keeps
+    tokenisation across the boundary (e.g. SentencePiece's "▁answer") out of the comparison.
+    """
+    full = _render(tokenizer, messages, template, False)
+    char_spans = []
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:k], template, True)
+        upto = _render(tokenizer, messages[:k + 1], template, False)
+        if not (upto.startswith(before) and full.startswith(upto)):
+            raise UserError(f"the chat template renders message {k} differently once later messages follow, so its "
+                            "answer cannot be located; put {% generation %} … {% endgeneration %} around the "
+                            "assistant content and end-of-turn token in the template")
+        char_spans.append((len(before), len(upto)))
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids, offsets = list(encoded["input_ids"]), encoded["offset_mapping"]
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    runs = []
+    for a, b in char_spans:
+        tokens = [t for t, (s, e) in enumerate(offsets) if s < b and e > a]
+        ends = [t for t in tokens if input_ids[t] in special]
+        if tokens:
+            runs.append((tokens[0], (ends[-1] if ends else tokens[-1]) + 1))
+    return input_ids, runs
+
+
 def encode_prompt(messages: Sequence[dict], tokenizer, template: str | None = None) -> list[int]:
-    """Ids of a generation prompt (ends with a user message): everything up to and including ``[/INST]``."""
-    if template is None or template == LLAMA2_CHAT_TEMPLATE:
+    """Ids of a generation prompt (ends with a user message), rendered by ``template`` (None: the tokenizer's
+    own, Llama 2's when it has none) with its generation prompt, e.g. up to ``[/INST]`` or
+    ``<|im_start|>assistant\\n``."""
+    template = conversation_template(tokenizer, template)
+    if template == LLAMA2_CHAT_TEMPLATE:
         ids, _ = segments_to_ids(tokenizer, format_dialog(messages, tokenizer, for_generation=True))
         return ids
     validate_dialog(messages, for_generation=True)
@@ -219,25 +281,55 @@ def encode_prompt(messages: Sequence[dict], tokenizer, template: str | None = No
                                               add_generation_prompt=True, return_dict=True)["input_ids"])
 
 
-def load_template(spec: str, tokenizer_dir: str | Path | None = None) -> str | None:
-    """Resolve a config's ``chat_template``: "llama2" (None: the built-in format), "tokenizer" (the one in
-    the tokenizer directory) or the path of a Jinja file."""
+def check_template_spec(spec: str, key: str = "chat_template") -> None:
+    """Validate a config's ``chat_template`` at load: '' (the tokenizer's own, Llama 2's when it has none),
+    'llama2', 'tokenizer' (the tokenizer's own, required), a Jinja string, or the path of a Jinja file."""
+    if spec in ("", "llama2", "tokenizer"):
+        return
+    text = spec
+    if not _looks_like_jinja(spec):
+        if not Path(spec).is_file():
+            raise UserError(f"key '{key}': {spec!r} is not '', 'llama2', 'tokenizer', a Jinja template or an "
+                            "existing Jinja file")
+        text = Path(spec).read_text(encoding="utf-8")
+    import jinja2
+
+    try:
+        _make_jinja_env().parse(text)
+    except jinja2.TemplateSyntaxError as e:
+        raise UserError(f"key '{key}': the chat template does not parse (line {e.lineno}: {e.message})") from None
+
+
+def resolve_template(spec: str, tokenizer, where: str = "the tokenizer") -> str:
+    """The template text a validated ``chat_template`` spec names (see `check_template_spec`)."""
     if spec == "llama2":
-        return None
-    if spec == "tokenizer":
-        config_file = Path(tokenizer_dir or "") / "tokenizer_config.json"
-        jinja_file = Path(tokenizer_dir or "") / "chat_template.jinja"
-        if jinja_file.is_file():
-            return jinja_file.read_text(encoding="utf-8")
-        template = json.loads(config_file.read_text()).get("chat_template") if config_file.is_file() else None
-        if not isinstance(template, str):
-            raise UserError(f"{tokenizer_dir}: chat_template 'tokenizer' but the tokenizer has no chat_template; "
-                            "run install_chat_template or set chat_template: llama2")
-        return template
-    path = Path(spec)
-    if not path.is_file():
-        raise UserError(f"chat_template {spec!r} is not 'llama2', 'tokenizer' or an existing Jinja file")
-    return path.read_text(encoding="utf-8")
+        return LLAMA2_CHAT_TEMPLATE
+    if spec in ("", "tokenizer"):
+        if spec == "tokenizer" and not getattr(tokenizer, "chat_template", None):
+            raise UserError(f"{where}: chat_template 'tokenizer' but the tokenizer has no chat_template; "
+                            "set chat_template: llama2 or give a template")
+        return conversation_template(tokenizer)
+    return spec if _looks_like_jinja(spec) else Path(spec).read_text(encoding="utf-8")
+
+
+def _looks_like_jinja(spec: str) -> bool:
+    return "{{" in spec or "{%" in spec
+
+
+def _make_jinja_env():
+    """A jinja2 environment that parses transformers' ``{% generation %}`` blocks (syntax checks only)."""
+    import jinja2
+    from jinja2.ext import Extension
+
+    class GenerationExtension(Extension):
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.Scope(body, lineno=lineno)
+
+    return jinja2.Environment(extensions=[GenerationExtension, "jinja2.ext.loopcontrols"])
 
 
 def install_chat_template(tokenizer_dir: str | Path, template: str = LLAMA2_CHAT_TEMPLATE) -> Path:

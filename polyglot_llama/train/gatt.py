@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from ..chat import encode_prompt, load_template
+from ..chat import check_template_spec, encode_prompt, resolve_template
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, expand_inputs, iter_records, read_json, write_json, write_jsonl, write_text
@@ -51,8 +51,8 @@ class GattConfig:
     """build: write GAtt training data; eval: measure per-turn instruction following of the model."""
     tokenizer: str = ""
     """Tokenizer directory (default: the model directory)."""
-    chat_template: str = "llama2"
-    """Chat format: 'llama2', 'tokenizer' or a Jinja file (as in `sft`)."""
+    chat_template: str = ""
+    """Chat template: '' = the tokenizer's own (Llama 2's format when it has none), 'llama2', or a Jinja template as a string or file path (as in `sft`)."""
     constraints: list[str] = field(default_factory=list)
     """Extra constraint directories (JSON files as in resources/gatt/) merged into the bundled lists."""
     dialogues: int = 1000
@@ -92,6 +92,7 @@ class GattConfig:
             raise UserError("keys 'dialogues' and 'max_constraints' must be at least 1")
         if not 0 <= self.short_fraction <= 1:
             raise UserError(f"key 'short_fraction' is {self.short_fraction}; it must be in [0, 1]")
+        check_template_spec(self.chat_template)
 
 
 # ----------------------------------------------------------------------------------------- constraints
@@ -347,7 +348,7 @@ def run(cfg: GattConfig) -> dict:
     prompts = load_prompts(expand_inputs(cfg.prompts), rejects, cfg.lang_field, cfg.default_lang)
     dialogues = compose_dialogues(prompts, constraints, cfg, fixed_turns=cfg.mode == "eval")
     model, tokenizer, tokenizer_dir = _load_model(cfg)
-    template = load_template(cfg.chat_template, tokenizer_dir)
+    template = resolve_template(cfg.chat_template, tokenizer, tokenizer_dir)
     # Load language ID before sampling: a missing model should fail in seconds, not after hours of sampling.
     predict = _language_predictor(cfg.lid_model) if cfg.mode == "eval" or cfg.require_language else None
 

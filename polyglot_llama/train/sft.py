@@ -1,6 +1,7 @@
-"""`polyglot-llama sft`: supervised fine-tuning in the Llama 2 chat format, loss on answers only.
+"""`polyglot-llama sft`: supervised fine-tuning in the model's chat template, loss on answers only.
 
-Conversations (see `sft_data`) are encoded with the chat format of `polyglot_llama.chat`, packed several to a
+Conversations (see `sft_data`) are encoded with the tokenizer's own chat template (`polyglot_llama.chat`;
+Llama 2's format when it has none), packed several to a
 row without attention or loss across them, and trained with the one training loop. Defaults are Llama 2's
 SFT recipe (§3.1): lr 2e-5 with a cosine schedule, weight decay 0.1, 2 epochs, sequence length 4096 and a
 batch of 64 sequences. Validation loss is reported per language (``lang`` of the records).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..chat import LLAMA2_CHAT_TEMPLATE, install_chat_template, load_template
+from ..chat import check_template_spec, install_chat_template, resolve_template
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, expand_inputs, write_json, write_jsonl
@@ -67,8 +68,8 @@ class SFTConfig:
     """Output directory: the fine-tuned model (HF format) with checkpoints/, logs, rejects and a summary."""
     tokenizer: str = ""
     """Tokenizer directory (default: the model directory)."""
-    chat_template: str = "llama2"
-    """Chat format: 'llama2' (built in), 'tokenizer' (the tokenizer's own chat_template) or a Jinja file; other templates need {% generation %} blocks around answers."""
+    chat_template: str = ""
+    """Chat template: '' = the tokenizer's own (Llama 2's format when it has none), 'llama2', or a Jinja template as a string or file path; answers (the loss) come from its {% generation %} blocks or from rendering each answer's prefix."""
     data: SFTDataConfig = field(default_factory=SFTDataConfig)
     batch_size: int = 64
     """Global batch in packed rows per optimizer step (Llama 2: 64); sets loop.grad_accum = batch_size / (micro_batch_size × processes). 0 = use loop.grad_accum as given."""
@@ -83,6 +84,7 @@ class SFTConfig:
             raise UserError("key 'output' is required: the directory to write the fine-tuned model to")
         if self.batch_size < 0:
             raise UserError(f"key 'batch_size' is {self.batch_size}; give a positive number of rows or 0")
+        check_template_spec(self.chat_template)
 
 
 def resolve_grad_accum(cfg: SFTConfig, world_size: int) -> int:
@@ -121,8 +123,8 @@ def run(cfg: SFTConfig) -> dict:
     if cfg.data.seq_len > max_positions:
         raise UserError(f"key 'data.seq_len' is {cfg.data.seq_len} but {cfg.model} supports at most "
                         f"{max_positions} positions; lower data.seq_len")
-    template = load_template(cfg.chat_template, tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
+    template = resolve_template(cfg.chat_template, tokenizer, tokenizer_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     loop = dataclasses.replace(cfg.loop, grad_accum=resolve_grad_accum(cfg, world_size))
     output.mkdir(parents=True, exist_ok=True)
@@ -180,6 +182,6 @@ def run(cfg: SFTConfig) -> dict:
         "tokens_per_second": result["tokens_per_second"],
     }
     if result["is_main_process"]:
-        install_chat_template(output, template or LLAMA2_CHAT_TEMPLATE)
+        install_chat_template(output, template)
         write_json(output / "sft_summary.json", summary)
     return summary

@@ -14,9 +14,10 @@ from polyglot_llama.chat import (
     encode_prompt,
     format_dialog,
     install_chat_template,
-    load_template,
+    resolve_template,
     segments_to_ids,
 )
+from polyglot_llama.errors import UserError
 from polyglot_llama.model.checkpoint import load_tokenizer
 
 SYSTEM = "You are terse."
@@ -127,7 +128,7 @@ def test_bad_dialogs_are_rejected_with_a_reason(messages, reason):
     assert info.value.reason == reason
 
 
-def test_other_template_needs_generation_blocks(tokenizer):
+def test_other_template_answers_from_blocks_or_prefix_rendering(tokenizer):
     template = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token + 'Q: ' + m['content'] + '\nA:' }}"
                 "{% else %}{% generation %}{{ ' ' + m['content'] + eos_token }}{% endgeneration %}{% endif %}{% endfor %}")
     ids, labels = encode_dialog(DIALOG[1:3], tokenizer, template=template)
@@ -137,16 +138,19 @@ def test_other_template_needs_generation_blocks(tokenizer):
     two[1]["train"] = False
     ids, labels = encode_dialog(two, tokenizer, template=template)
     assert tokenizer.decode([i for i, label in zip(ids, labels) if label != IGNORE_INDEX]) == "A number.</s>"
-    with pytest.raises(Exception, match="generation"):
-        encode_dialog(DIALOG[1:3], tokenizer, template=template.replace("{% generation %}", "").replace("{% endgeneration %}", ""))
+    # Without the blocks the answers come from rendering each answer's prefix: the same labels.
+    plain = template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    assert encode_dialog(two, tokenizer, template=plain) == (ids, labels)
+    # A template that renders an answer differently once more turns follow cannot be diffed: it is refused.
+    moving = plain.replace("{{ ' ' + m['content']", "{{ (' Final:' if loop.last else '') + ' ' + m['content']")
+    with pytest.raises(UserError, match="renders message 1 differently.*generation"):
+        encode_dialog(two, tokenizer, template=moving)
 
 
-def test_load_template_specs(tokenizer, en_tokenizer_dir, tmp_path):
-    assert load_template("llama2") is None
-    directory = tmp_path / "tok"
-    shutil.copytree(en_tokenizer_dir, directory)
-    with pytest.raises(Exception, match="no chat_template"):
-        load_template("tokenizer", directory)
-    install_chat_template(directory)
-    assert load_template("tokenizer", directory) == LLAMA2_CHAT_TEMPLATE
+def test_template_specs(tokenizer, en_tokenizer_dir, tmp_path):
+    plain = load_tokenizer(en_tokenizer_dir)
+    assert resolve_template("llama2", plain) == LLAMA2_CHAT_TEMPLATE
+    with pytest.raises(UserError, match="no chat_template"):
+        resolve_template("tokenizer", plain)
+    assert resolve_template("tokenizer", tokenizer) == LLAMA2_CHAT_TEMPLATE
     assert segments_to_ids(tokenizer, []) == ([], [])
