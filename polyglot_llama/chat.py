@@ -281,23 +281,26 @@ def encode_prompt(messages: Sequence[dict], tokenizer, template: str | None = No
                                               add_generation_prompt=True, return_dict=True)["input_ids"])
 
 
-def check_template_spec(spec: str, key: str = "chat_template") -> None:
+def check_template_spec(spec: str, key: str = "chat_template", base_dir: str | Path | None = None) -> str:
     """Validate a config's ``chat_template`` at load: '' (the tokenizer's own, Llama 2's when it has none),
-    'llama2', 'tokenizer' (the tokenizer's own, required), a Jinja string, or the path of a Jinja file."""
+    'llama2', 'tokenizer' (the tokenizer's own, required), a Jinja string, or the path of a Jinja file
+    (relative to ``base_dir`` if given). Returns the spec with a file replaced by its text."""
     if spec in ("", "llama2", "tokenizer"):
-        return
+        return spec
     text = spec
     if not _looks_like_jinja(spec):
-        if not Path(spec).is_file():
+        path = Path(base_dir or "") / spec
+        if not path.is_file():
             raise UserError(f"key '{key}': {spec!r} is not '', 'llama2', 'tokenizer', a Jinja template or an "
                             "existing Jinja file")
-        text = Path(spec).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     import jinja2
 
     try:
         _make_jinja_env().parse(text)
     except jinja2.TemplateSyntaxError as e:
         raise UserError(f"key '{key}': the chat template does not parse (line {e.lineno}: {e.message})") from None
+    return text
 
 
 def resolve_template(spec: str, tokenizer, where: str = "the tokenizer") -> str:

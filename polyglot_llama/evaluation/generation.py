@@ -2,7 +2,7 @@
 
 Translation pairs, arithmetic and short factual answers. ``fewshot`` turns the first k examples of each
 language into demonstrations (``prompt answer`` blocks) prepended to every scored prompt, which base
-models need; chat checkpoints can instead get the prompt in the Llama 2 chat format (``chat: true``).
+models need; chat checkpoints can instead get the prompt in their own chat template (``chat: true``).
 An empty answer is counted under problems and scored as wrong.
 """
 
@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from ..chat import check_template_spec
 from ..errors import UserError
 from ..io import RejectCounter
 from .data import DataSpec, load_by_language, report_empty_languages
 from .metrics import compute_metric, resolve_metric
-from .templates import fill_template, template_fields
+from .templates import chat_prompt_ids, fill_template, template_fields
 
 
 @dataclass
@@ -38,9 +39,11 @@ class GenerationTask:
     fewshot_separator: str = "\n\n"
     """Text between demonstrations and before the scored prompt."""
     chat: bool = False
-    """Wrap the prompt in the Llama 2 chat format (for chat checkpoints)."""
+    """Send the prompt as a user turn in the model's chat template (for chat checkpoints)."""
     system: str = ""
     """System prompt when chat is true."""
+    chat_template: str = ""
+    """Chat template when chat is true: '' = the tokenizer's own (Llama 2's format when it has none), 'llama2', or a Jinja template as a string or file path."""
     max_new_tokens: int = 32
     """Longest answer, in tokens."""
     stop: list[str] = field(default_factory=lambda: ["\n"])
@@ -62,6 +65,7 @@ class GenerationTask:
         """Find the metric modules; the headline metric is the first module's name (its result key)."""
         self.metric_paths = [str(resolve_metric(m, base_dir)) for m in self.metrics]
         self.PRIMARY = Path(self.metric_paths[0]).stem
+        self.chat_template = check_template_spec(self.chat_template, f"{self.name}.chat_template", base_dir)
 
     def fingerprint_extra(self) -> str:
         """The metric code changes the scores, so it is part of the cache key."""
@@ -73,10 +77,7 @@ class GenerationTask:
         text = self.fewshot_separator.join(shots + [fill_template(self.prompt, record)])
         if not self.chat:
             return lm.encode(text)
-        from ..chat import encode_prompt
-
-        messages = ([{"role": "system", "content": self.system}] if self.system else []) + [{"role": "user", "content": text}]
-        return encode_prompt(messages, lm.tokenizer)
+        return chat_prompt_ids(lm.tokenizer, text, self.system, self.chat_template)
 
     def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
         lm = checkpoint.language_model()

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from ..chat import check_template_spec
 from ..errors import UserError
 from ..io import RejectCounter
 from .data import DataSpec, report_empty_languages
 from .safety_data import BUNDLED_REFUSALS, RefusalDetector, load_multijail, load_prompt_records, load_xsafety
+from .templates import chat_prompt_ids
 
 
 @dataclass
@@ -49,9 +51,11 @@ class SafetyTask:
     refusal_phrases: str = ""
     """Folder of <lang>.txt refusal phrase lists (default: eval/refusal in the repository)."""
     chat: bool = True
-    """Send prompts in the Llama 2 chat format (false: raw text, for base models)."""
+    """Send prompts as user turns in the model's chat template (false: raw text, for base models)."""
     system: str = ""
     """System prompt, when chat is true."""
+    chat_template: str = ""
+    """Chat template when chat is true: '' = the tokenizer's own (Llama 2's format when it has none), 'llama2', or a Jinja template as a string or file path."""
     max_new_tokens: int = 128
     """Longest answer, in tokens."""
 
@@ -72,6 +76,7 @@ class SafetyTask:
             self.safety_model = str(base_dir / self.safety_model)
         if self.refusal_phrases and not Path(self.refusal_phrases).is_absolute():
             self.refusal_phrases = str(base_dir / self.refusal_phrases)
+        self.chat_template = check_template_spec(self.chat_template, f"{self.name}.chat_template", base_dir)
 
     def fingerprint_extra(self) -> str:
         """The judges decide the numbers: the safety RM's fingerprint and the phrase lists are in the cache key."""
@@ -101,10 +106,7 @@ class SafetyTask:
     def _encode(self, lm, prompt: str) -> list[int]:
         if not self.chat:
             return lm.encode(prompt)
-        from ..chat import encode_prompt
-
-        messages = ([{"role": "system", "content": self.system}] if self.system else []) + [{"role": "user", "content": prompt}]
-        return encode_prompt(messages, lm.tokenizer)
+        return chat_prompt_ids(lm.tokenizer, prompt, self.system, self.chat_template)
 
     def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
         lm = checkpoint.language_model()

@@ -2,8 +2,10 @@
 
 Each row is one language (documents are packed per language so validation loss can be reported per
 language): ``input_ids`` [T], ``labels`` [T] (-100 where no loss), ``position_ids`` [T] and ``lang``.
-Documents are laid out as ``<s> doc </s> <s> doc </s> ...``. With document masking, position ids restart
-at every document, which makes transformers' Llama build a block-diagonal causal mask (no attention
+Documents are laid out as the model expects them (`document_boundaries`): each ends with the model's
+end-of-text token, and starts with a BOS only if the tokenizer itself adds one, e.g. ``<s> doc </s> <s> doc
+</s>`` for Llama 2, ``doc <|endoftext|> doc <|endoftext|>`` for SmolLM2 or Qwen, whose eos ``<|im_end|>``
+closes chat turns. With document masking, position ids restart at every document, which makes transformers' Llama build a block-diagonal causal mask (no attention
 across documents), and the first token of each document carries no loss (nothing before it predicts it).
 
 Tokenised + packed datasets are cached as Arrow under ``cache_dir`` keyed by the input files (path, size,
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -40,15 +43,50 @@ def read_documents(files: list[str], text_field: str, lang_field: str, default_l
     return by_lang
 
 
-def pack_ids(docs: list[list[int]], seq_len: int, bos_id: int, eos_id: int, document_masking: bool) -> list[dict]:
-    """Concatenate ``<s> doc </s>`` streams and cut them into rows of ``seq_len`` tokens.
+END_OF_TEXT_NAMES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
+"""Names that mean "end of a document" by convention (GPT-2/Qwen/SmolLM, Llama 3, Llama 2/Mistral, Gemma)."""
+_TURN_MARKER = re.compile(r"im_end|eot|end_of_turn|end_turn", re.IGNORECASE)
 
-    The tail shorter than a row is padded with EOS, masked out of the loss and (under document masking)
-    made its own segment, so no text is lost and padding is never attended to by real tokens.
+
+def document_boundaries(tokenizer, end_of_text: str = "") -> tuple[int | None, int]:
+    """(BOS id or None, end-of-text id) around each pretraining document.
+
+    BOS: only if the tokenizer adds one itself when encoding text (its post-processor / ``add_bos_token``).
+    End of text: ``end_of_text`` if given; else the eos token unless it closes chat turns (its name is in
+    `END_OF_TEXT_NAMES`, or it is neither written literally by the tokenizer's chat template nor named like a
+    turn end); else the first of `END_OF_TEXT_NAMES` in the vocabulary. A chat model trained on text ending
+    in its turn marker would learn to end chat turns where documents end; its pretraining saw ``<|endoftext|>``.
+    """
+    vocab = tokenizer.get_vocab()
+    if end_of_text:
+        if end_of_text not in vocab:
+            raise UserError(f"key 'data.end_of_text': {end_of_text!r} is not a token of the tokenizer; give one of its "
+                            f"special tokens, e.g. {tokenizer.eos_token!r}")
+        end_id = vocab[end_of_text]
+    else:
+        eos = tokenizer.eos_token
+        template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else str(tokenizer.chat_template or "")
+        turn_marker = eos is None or (eos not in END_OF_TEXT_NAMES and (eos in template or _TURN_MARKER.search(eos)))
+        name = next((n for n in END_OF_TEXT_NAMES if n in vocab), None) if turn_marker else eos
+        if name is None:
+            raise UserError(f"the tokenizer's eos {eos!r} closes chat turns and it has none of "
+                            f"{', '.join(END_OF_TEXT_NAMES)}; set key 'data.end_of_text' to its end-of-text token")
+        end_id = vocab[name]
+    probe = tokenizer("a")["input_ids"]
+    bos = tokenizer.bos_token_id
+    return (bos if bos is not None and probe and probe[0] == bos else None), end_id
+
+
+def pack_ids(docs: list[list[int]], seq_len: int, bos_id: int | None, eos_id: int, document_masking: bool) -> list[dict]:
+    """Concatenate ``[bos] doc eos`` streams (``eos_id``: the end-of-text token; no BOS when ``bos_id`` is
+    None) and cut them into rows of ``seq_len`` tokens.
+
+    The tail shorter than a row is padded with ``eos_id``, masked out of the loss and (under document
+    masking) made its own segment, so no text is lost and padding is never attended to by real tokens.
     """
     ids, doc_start = [], []
     for doc in docs:
-        piece = [bos_id, *doc, eos_id]
+        piece = ([] if bos_id is None else [bos_id]) + [*doc, eos_id]
         ids += piece
         doc_start += [True] + [False] * (len(piece) - 1)
     rows = []
@@ -76,13 +114,14 @@ def pack_ids(docs: list[list[int]], seq_len: int, bos_id: int, eos_id: int, docu
 
 def build_packed_dataset(files: str | list[str], tokenizer, seq_len: int, *, text_field: str = "text",
                          lang_field: str = "lang", default_lang: str = "en", document_masking: bool = True,
-                         cache_dir: str | Path | None = None, num_proc: int = 1, rejects_file: str | Path | None = None):
+                         end_of_text: str = "", cache_dir: str | Path | None = None, num_proc: int = 1, rejects_file: str | Path | None = None):
     """An Arrow dataset of packed rows (see the module docstring); cached when ``cache_dir`` is set."""
     import datasets
 
     files = expand_inputs(files)
+    bos_id, end_id = document_boundaries(tokenizer, end_of_text)
     options = {"seq_len": seq_len, "text_field": text_field, "lang_field": lang_field, "default_lang": default_lang,
-               "document_masking": document_masking, "version": 1}
+               "document_masking": document_masking, "bos": bos_id, "end_of_text": end_id, "version": 2}
     key = cache_key(files, tokenizer.backend_tokenizer.to_str(), json.dumps(options, sort_keys=True))
     cache_path = Path(cache_dir) / key if cache_dir else None
     if cache_path is not None and (cache_path / "dataset_info.json").is_file():
@@ -105,7 +144,7 @@ def build_packed_dataset(files: str | list[str], tokenizer, seq_len: int, *, tex
             batched=True, num_proc=num_proc if len(texts) > 1000 else None, remove_columns=["text"],
             desc=f"tokenising {lang}",
         )["ids"]
-        for row in pack_ids(docs, seq_len, tokenizer.bos_token_id, tokenizer.eos_token_id, document_masking):
+        for row in pack_ids(docs, seq_len, bos_id, end_id, document_masking):
             rows.append({**row, "lang": lang})
     dataset = datasets.Dataset.from_list(rows)
     if cache_path is not None:

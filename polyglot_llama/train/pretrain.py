@@ -44,6 +44,8 @@ class PretrainDataConfig:
     """Packed sequence length in tokens (Llama 2: 4096); at most the model's max_position_embeddings."""
     document_masking: bool = True
     """Restart positions at each document so attention does not cross documents inside a packed row."""
+    end_of_text: str = ""
+    """Token that ends each document; '' = the tokenizer's eos unless it closes chat turns (then <|endoftext|>, <|end_of_text|>, </s> or <eos>). A BOS starts a document only if the tokenizer adds one."""
     cache_dir: str = ""
     """Where tokenised datasets are cached as Arrow (default: OUTPUT/cache)."""
     num_proc: int = 1
@@ -134,7 +136,7 @@ def run(cfg: PretrainConfig) -> dict:
 
     cache = cfg.data.cache_dir or str(output / "cache")
     pack = dict(text_field=cfg.data.text_field, lang_field=cfg.data.lang_field, default_lang=cfg.data.default_lang,
-                document_masking=cfg.data.document_masking, cache_dir=cache, num_proc=cfg.data.num_proc)
+                document_masking=cfg.data.document_masking, end_of_text=cfg.data.end_of_text, cache_dir=cache, num_proc=cfg.data.num_proc)
     # The main process tokenises and fills the cache; the other ranks then read it.
     with distributed_state().main_process_first():
         dataset = build_packed_dataset(cfg.data.train, tokenizer, cfg.data.seq_len, rejects_file=output / "rejected_records.jsonl", **pack)
