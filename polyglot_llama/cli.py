@@ -38,7 +38,7 @@ STAGES: dict[str, Stage] = {
     "model init": Stage("polyglot_llama.model.init", "ModelInitConfig", "Write a freshly initialised Llama model directory from a preset."),
     "model extend": Stage("polyglot_llama.model.extend", "ModelExtendConfig", "Resize a model's embeddings and LM head to an extended tokenizer."),
     "pretrain": Stage("polyglot_llama.train.pretrain", "PretrainConfig", "(Continued) pretraining on packed sequences, with freezing schedule and replay."),
-    "sft": Stage("polyglot_llama.train.sft", "SFTConfig", "Supervised fine-tuning in the Llama 2 chat format, loss on answers only."),
+    "sft": Stage("polyglot_llama.train.sft", "SFTConfig", "Supervised fine-tuning in the model's chat template, loss on answers only."),
     "gatt": Stage("polyglot_llama.train.gatt", "GattConfig", "Build Ghost Attention training data (multi-turn, instruction in turn 1)."),
     "reward": Stage("polyglot_llama.train.reward", "RewardConfig", "Train a helpfulness or safety reward model with the margin ranking loss."),
     "reward eval": Stage("polyglot_llama.evaluation.reward_eval", "RewardEvalConfig", "Reward-model accuracy per language and strength, plots and tables."),

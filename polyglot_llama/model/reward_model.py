@@ -128,7 +128,7 @@ def as_messages(prompt: str | Sequence[dict], where: str = "prompt") -> Messages
 
 
 def encode_conversation(prompt: str | Sequence[dict], response: str, tokenizer) -> list[int]:
-    """Token ids of prompt + response in the Llama 2 chat format (``polyglot_llama.chat``), ``</s>`` included."""
+    """Token ids of prompt + response in the tokenizer's chat template (``polyglot_llama.chat``), end-of-turn included."""
     from ..chat import encode_dialog
 
     # A sampled answer may be empty (the policy emitted </s> at once): it is scored, not refused.

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from ..chat import LLAMA2_CHAT_TEMPLATE
 from ..config import write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, atomic_path, expand_inputs, iter_records, write_json
@@ -182,6 +183,7 @@ def run(cfg: TokenizerTrainConfig) -> dict:
                                       cfg.min_frequency, cfg.limit_alphabet)
     if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS) + len(BYTE_TOKENS):
         raise UserError(f"{cfg.input}: no usable text to train on ({rejects.count} records rejected: {rejects.by_reason()})")
-    save_tokenizer_dir(tokenizer, cfg.output, cfg.model_max_length)
+    # The Llama 2 chat format is the template of a tokenizer this toolkit trains (SFT and later stages use it).
+    save_tokenizer_dir(tokenizer, cfg.output, cfg.model_max_length, chat_template=LLAMA2_CHAT_TEMPLATE)
     write_resolved_config(cfg, cfg.output, "tokenizer train")
     return {"output": cfg.output, "vocab_size": tokenizer.get_vocab_size(), "rejected_records": rejects.by_reason()}

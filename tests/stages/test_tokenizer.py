@@ -16,6 +16,8 @@ def test_train_extend_fertility(tmp_path, capsys):
     assert main(["tokenizer", "train", "--input", str(SAMPLE / "en.jsonl"), "--vocab-size", "512",
                  "--output", str(tmp_path / "base")]) == 0
     capsys.readouterr()
+    # The trained tokenizer carries the Llama 2 chat format as its chat template (and extension keeps it).
+    assert "[INST]" in json.loads((tmp_path / "base" / "tokenizer_config.json").read_text())["chat_template"]
     assert main(["tokenizer", "extend", "--base", str(tmp_path / "base"), "--input", str(SAMPLE / "*.jsonl"),
                  "--lang", "ko", "--new-tokens", "400", "--output", str(tmp_path / "ko")]) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -11,14 +11,8 @@ from __future__ import annotations
 import pytest
 from chat_families import END_OF_TURN, FAMILIES, build_tokenizer, template
 
-from polyglot_llama.chat import (
-    IGNORE_INDEX,
-    LLAMA2_CHAT_TEMPLATE,
-    check_template_spec,
-    encode_dialog,
-    encode_prompt,
-    resolve_template,
-)
+# Only names main already had at module level, so the mask tests fail on main by assertion, not import.
+from polyglot_llama.chat import IGNORE_INDEX, LLAMA2_CHAT_TEMPLATE, encode_dialog, encode_prompt
 from polyglot_llama.errors import UserError
 
 SYSTEM = {"role": "system", "content": "You are terse."}
@@ -92,6 +86,7 @@ def test_train_false_answer_stays_in_context_unlearned(family):
 
 
 def test_llama2_fallback_for_a_tokenizer_without_template(en_tokenizer_dir):
+    from polyglot_llama.chat import resolve_template
     from polyglot_llama.model.checkpoint import load_tokenizer
 
     tokenizer = load_tokenizer(en_tokenizer_dir)
@@ -109,6 +104,8 @@ def test_chatml_prompt_is_the_models_format(en_tokenizer_dir, tmp_path):
 
 
 def test_template_spec_validation_and_override(tmp_path, family):
+    from polyglot_llama.chat import check_template_spec, resolve_template
+
     name, tokenizer = family
     check_template_spec("")
     check_template_spec(template("chatml", marked=True))

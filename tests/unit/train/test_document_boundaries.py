@@ -8,7 +8,7 @@ import pytest
 from chat_families import build_tokenizer
 
 from polyglot_llama.errors import UserError
-from polyglot_llama.train.data import build_packed_dataset, document_boundaries
+from polyglot_llama.train.data import build_packed_dataset
 
 DOCS = ["The first document.", "A second one."]
 
@@ -35,6 +35,8 @@ def _packed_tokens(tokenizer, tmp_path, **options) -> list[str]:
     ("gemma", "<bos>", "<eos>"),
 ])
 def test_boundaries_per_family(tokenizers, name, bos, end):
+    from polyglot_llama.train.data import document_boundaries
+
     tokenizer = tokenizers[name]
     bos_id, end_id = document_boundaries(tokenizer)
     assert bos_id == (None if bos is None else tokenizer.convert_tokens_to_ids(bos))
@@ -59,6 +61,8 @@ def test_llama2_documents_keep_bos_and_eos(tokenizers, tmp_path):
 
 def test_end_of_text_key(tokenizers, tmp_path):
     tokenizer = tokenizers["chatml"]
+    from polyglot_llama.train.data import document_boundaries
+
     assert _packed_tokens(tokenizer, tmp_path, end_of_text="<|im_end|>")[-1] == "<|im_end|>"
     with pytest.raises(UserError, match="data.end_of_text.*not a token"):
         document_boundaries(tokenizer, "<|nope|>")
@@ -81,6 +85,8 @@ class _Tokenizer:
 
 
 def test_eos_rule():
+    from polyglot_llama.train.data import document_boundaries
+
     chatml = "{{ '<|im_start|>' + m['content'] + '<|im_end|>' }}"
     # A turn marker (written by the template or named like one) is passed over for an end-of-text name.
     assert document_boundaries(_Tokenizer("<|im_end|>", ["a", "<|im_end|>", "</s>"], chatml)) == (None, 2)
