@@ -10,7 +10,8 @@ Packing puts several conversations into one row of at most ``seq_len`` tokens (b
 conversation's ``position_ids`` restart at 0; with no attention mask, transformers builds a causal mask that
 is block-diagonal over position runs (``masking_utils.find_packed_sequence_indices``), for eager, SDPA and
 flash attention alike, so no token attends across conversations. No loss crosses them either: every
-conversation starts with a label of -100 (its ``<s>``), so no position learns the next conversation's first token.
+conversation starts with a label of -100 (its BOS or first prompt token), so no position learns the next
+conversation's first token.
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def _make_row(group: list[dict]) -> dict:
     for ex in group:
         n = len(ex["input_ids"])
         input_ids.extend(ex["input_ids"])
-        # The first label of each conversation is its <s>: never learned, so no loss crosses a boundary
-        # even with a template that starts differently.
+        # The first label of each conversation (a BOS or prompt token) is never learned, so no loss crosses
+        # a boundary whatever the template starts with.
         labels.extend([IGNORE_INDEX] + list(ex["labels"][1:]))
         positions.extend(range(n))
         lengths.append(n)
