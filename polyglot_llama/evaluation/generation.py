@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from ..chat import check_template_spec
 from ..errors import UserError
 from ..io import RejectCounter
 from .data import DataSpec, load_by_language, report_empty_languages
 from .metrics import compute_metric, resolve_metric
-from .templates import chat_prompt_ids, fill_template, template_fields
+from .templates import fill_template, template_fields
 
 
 @dataclass
@@ -65,6 +64,8 @@ class GenerationTask:
         """Find the metric modules; the headline metric is the first module's name (its result key)."""
         self.metric_paths = [str(resolve_metric(m, base_dir)) for m in self.metrics]
         self.PRIMARY = Path(self.metric_paths[0]).stem
+        from ..chat import check_template_spec
+
         self.chat_template = check_template_spec(self.chat_template, f"{self.name}.chat_template", base_dir)
 
     def fingerprint_extra(self) -> str:
@@ -77,6 +78,8 @@ class GenerationTask:
         text = self.fewshot_separator.join(shots + [fill_template(self.prompt, record)])
         if not self.chat:
             return lm.encode(text)
+        from .templates import chat_prompt_ids
+
         return chat_prompt_ids(lm.tokenizer, text, self.system, self.chat_template)
 
     def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:

@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from ..chat import check_template_spec
 from ..errors import UserError
 from ..io import RejectCounter
 from .data import DataSpec, report_empty_languages
 from .safety_data import BUNDLED_REFUSALS, RefusalDetector, load_multijail, load_prompt_records, load_xsafety
-from .templates import chat_prompt_ids
 
 
 @dataclass
@@ -72,11 +70,13 @@ class SafetyTask:
             raise UserError(f"task '{self.name}': key 'threshold' is {self.threshold}; give a probability in (0, 1)")
 
     def resolve(self, base_dir: Path) -> None:
+        from ..chat import check_template_spec
+
+        self.chat_template = check_template_spec(self.chat_template, f"{self.name}.chat_template", base_dir)
         if self.safety_model and not Path(self.safety_model).is_absolute():
             self.safety_model = str(base_dir / self.safety_model)
         if self.refusal_phrases and not Path(self.refusal_phrases).is_absolute():
             self.refusal_phrases = str(base_dir / self.refusal_phrases)
-        self.chat_template = check_template_spec(self.chat_template, f"{self.name}.chat_template", base_dir)
 
     def fingerprint_extra(self) -> str:
         """The judges decide the numbers: the safety RM's fingerprint and the phrase lists are in the cache key."""
@@ -106,6 +106,8 @@ class SafetyTask:
     def _encode(self, lm, prompt: str) -> list[int]:
         if not self.chat:
             return lm.encode(prompt)
+        from .templates import chat_prompt_ids
+
         return chat_prompt_ids(lm.tokenizer, prompt, self.system, self.chat_template)
 
     def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
