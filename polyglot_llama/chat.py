@@ -33,6 +33,8 @@ ROLES = ("system", "user", "assistant")
 B_INST, E_INST = "[INST]", "[/INST]"
 B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
 IGNORE_INDEX = -100
+GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
+"""A ``{% generation %}`` tag: the template marks its answers (transformers' assistant mask)."""
 
 LLAMA2_CHAT_TEMPLATE = (
     "{% if messages[0]['role'] == 'system' %}"
@@ -213,9 +215,6 @@ def encode_dialog(messages: Sequence[dict], tokenizer, template: str | None = No
         if keep:
             labels[start:end] = input_ids[start:end]
     return input_ids, labels
-
-
-GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
 def _runs(mask: Sequence[int]) -> list[tuple[int, int]]:

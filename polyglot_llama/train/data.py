@@ -5,8 +5,9 @@ language): ``input_ids`` [T], ``labels`` [T] (-100 where no loss), ``position_id
 Documents are laid out as the model expects them (`document_boundaries`): each ends with the model's
 end-of-text token, and starts with a BOS only if the tokenizer itself adds one, e.g. ``<s> doc </s> <s> doc
 </s>`` for Llama 2, ``doc <|endoftext|> doc <|endoftext|>`` for SmolLM2 or Qwen, whose eos ``<|im_end|>``
-closes chat turns. With document masking, position ids restart at every document, which makes transformers' Llama build a block-diagonal causal mask (no attention
-across documents), and the first token of each document carries no loss (nothing before it predicts it).
+closes chat turns. With document masking, position ids restart at every document, which makes
+transformers' Llama build a block-diagonal causal mask (no attention across documents), and the first
+token of each document carries no loss (nothing before it predicts it).
 
 Tokenised + packed datasets are cached as Arrow under ``cache_dir`` keyed by the input files (path, size,
 mtime), the tokenizer and the packing options, so a second run does not re-tokenise.
@@ -65,7 +66,7 @@ def document_boundaries(tokenizer, end_of_text: str = "") -> tuple[int | None, i
         end_id = vocab[end_of_text]
     else:
         eos = tokenizer.eos_token
-        template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else str(tokenizer.chat_template or "")
+        template = str(tokenizer.chat_template or "")  # a dict of named templates: searched as its text
         turn_marker = eos is None or (eos not in END_OF_TEXT_NAMES and (eos in template or _TURN_MARKER.search(eos)))
         name = next((n for n in END_OF_TEXT_NAMES if n in vocab), None) if turn_marker else eos
         if name is None:
