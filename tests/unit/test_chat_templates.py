@@ -119,3 +119,18 @@ def test_template_spec_validation_and_override(tmp_path, family):
     assert resolve_template(str(path), tokenizer) == template("llama3", marked=False)
     assert resolve_template("llama2", tokenizer) == LLAMA2_CHAT_TEMPLATE
     assert resolve_template("", tokenizer) == template(name, marked=False)
+
+
+def test_rlhf_prompts_and_reward_pairs_use_the_tokenizers_template(tmp_path):
+    """Rejection sampling, PPO and context distillation encode prompts with `encode_prompts`; reward models
+    score `encode_conversation`: both in the model's own template."""
+    from polyglot_llama.io import RejectCounter
+    from polyglot_llama.model.reward_model import encode_conversation
+    from polyglot_llama.rlhf.prompts import Prompt, encode_prompts
+
+    tokenizer = build_tokenizer("chatml", tmp_path)
+    (prompt,) = encode_prompts([Prompt("p1", "en", [{"role": "user", "content": "Hi"}])], tokenizer, 512, RejectCounter())
+    head = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    assert tokenizer.decode(prompt.ids) == head + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    pair = tokenizer.decode(encode_conversation("Hi", "Hello.", tokenizer))
+    assert pair == head + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n"
