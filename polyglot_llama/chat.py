@@ -106,7 +106,8 @@ def validate_dialog(messages: Sequence[dict], for_generation: bool = False, allo
 def _special_id(tokenizer, name: str) -> int:
     token_id = getattr(tokenizer, f"{name}_token_id", None)
     if token_id is None:
-        raise UserError(f"the tokenizer has no {name}_token; the Llama 2 chat format needs <s> and </s>")
+        raise UserError(f"the tokenizer has no chat_template and no {name}_token, which the fallback Llama 2 chat "
+                        "format needs; set chat_template to the model's template (a Jinja string or file)")
     return token_id
 
 
