@@ -123,8 +123,8 @@ def run(cfg: ContextDistillationConfig) -> dict:
                          [derive_seed(cfg.seed, "distilled", p.id) for p in prompts], model_path=cfg.model)
     del model
     # Both answers are judged against the prompt *without* the preprompt: that is the context trained on.
-    original_scores = scorer(prompts, [g.text for g in original])
-    distilled_scores = scorer(prompts, [g.text for g in distilled])
+    original_scores = scorer(prompts, [g.text for g in original], [g.finished for g in original])
+    distilled_scores = scorer(prompts, [g.text for g in distilled], [g.finished for g in distilled])
     keep = (distilled_scores > original_scores + cfg.margin) & torch.tensor([bool(g.text) for g in distilled])
     reward_info = scorer.info
     del scorer  # free the reward model's memory before fine-tuning

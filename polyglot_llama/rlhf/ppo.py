@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from ..config import to_dict, write_resolved_config
@@ -207,7 +208,8 @@ def update(model, optimizer, rollout: Rollout, cfg: PPOConfig, step: int, runtim
                     sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(micro)
                 sums["rows"] = sums.get("rows", 0.0) + len(micro)
             grad_norm = runtime.accelerator.clip_grad_norm_(params, max_norm)
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm) * len(mine)
+            if grad_norm is not None:  # DeepSpeed clips inside its engine (gradient_clipping) and reports nothing here
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm) * len(mine)
             optimizer.step()
     sums = runtime.sum_floats(sums)
     rows = sums.pop("rows")
@@ -295,6 +297,11 @@ def run(cfg: PPOConfig) -> dict:
     output = Path(cfg.output)
     runtime = Runtime(cfg.mixed_precision)
     runtime.shard(cfg.batch_size, "batch_size"), runtime.shard(cfg.mini_batch_size, "mini_batch_size")
+    per_rank = cfg.mini_batch_size // runtime.world
+    if runtime.accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.micro_batch_size != per_rank:
+        # DeepSpeed's engine steps after every backward (gradient_accumulation_steps: 1 in the shipped config)
+        raise UserError(f"key 'micro_batch_size' is {cfg.micro_batch_size}; under DeepSpeed it must equal "
+                        f"mini_batch_size / processes = {per_rank} (one backward per optimizer step)")
     if runtime.is_main:
         output.mkdir(parents=True, exist_ok=True)
         write_resolved_config(cfg, output, "ppo")

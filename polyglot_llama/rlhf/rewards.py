@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 
 from ..errors import UserError
+from ..runtime import frozen_dtype
 from .prompts import Prompt
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ class RewardScorer:
             for name, path in (("helpfulness", cfg.helpfulness_model), ("safety", cfg.safety_model)):
                 if not path:
                     continue
-                model, tokenizer = load_reward_model(path, device=device)
+                # frozen: bf16 on GPUs that support it, fp32 elsewhere (the runtime's rule for every frozen model)
+                dtype = frozen_dtype(torch.device(device)) if device is not None else None
+                model, tokenizer = load_reward_model(path, dtype=dtype, device=device)
                 if policy_tokenizer is not None and not _same_vocabulary(tokenizer, policy_tokenizer):
                     if cfg.tokenizer_mismatch == "error":
                         raise UserError(f"{path}: the {name} RM's tokenizer differs from the policy's; use an RM trained "
