@@ -65,15 +65,27 @@ class Runtime:
     def unwrap(self, model):
         return self.accelerator.unwrap_model(model)
 
+    def _zero3(self) -> bool:
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        return plugin is not None and plugin.zero_stage == 3
+
+    @contextmanager
+    def loading_frozen(self):
+        """Load frozen models whole: under ZeRO-3 with zero3_init_flag, transformers would otherwise partition
+        their weights at load time for an engine they never join (TRL's zero3_init_context_manager)."""
+        if self._zero3():
+            with self.accelerator.state.deepspeed_plugin.zero3_init_context_manager(enable=False):
+                yield
+        else:
+            yield
+
     @contextmanager
     def unwrapped_for_generation(self, model):
         """The bare module of a prepared model, with ZeRO-3's sharded parameters gathered while it generates
         (TRL's unwrap_model_for_generation). DDP keeps full weights per rank; FSDP2's per-module hooks gather
         shards on each forward, so its unwrapped module generates as it is."""
         unwrapped = self.unwrap(model)
-        zero3 = getattr(self.accelerator.state, "deepspeed_plugin", None) is not None and \
-            self.accelerator.state.deepspeed_plugin.zero_stage == 3
-        if zero3:
+        if self._zero3():
             import deepspeed
 
             with deepspeed.zero.GatheredParameters(list(model.parameters())):

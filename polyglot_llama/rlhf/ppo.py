@@ -279,7 +279,8 @@ def _build(cfg: PPOConfig, runtime: Runtime):
     """(policy+critic, optimizer, frozen reference, tokenizer): trainables in fp32 for `prepare`, the
     reference frozen in the runtime's frozen dtype on this rank's device."""
     policy, tokenizer = load_policy(cfg.model, cfg.tokenizer, torch.device("cpu"))
-    reference, _ = load_policy(cfg.reference or cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
+    with runtime.loading_frozen():
+        reference, _ = load_policy(cfg.reference or cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
     reference.eval().requires_grad_(False)
     critic = load_value_model(cfg.value_init or cfg.model) if cfg.value_model == "separate" else None
     if cfg.gradient_checkpointing:
@@ -310,7 +311,8 @@ def run(cfg: PPOConfig) -> dict:
     prompts, held, rejects = _load_prompts(cfg, tokenizer)
     if runtime.is_main:
         write_rejects(rejects, output)
-    scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
+    with runtime.loading_frozen():
+        scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
     beta = cfg.kl_beta if cfg.kl_beta is not None else default_beta(model.policy)
     tokenizer_dir = cfg.tokenizer or cfg.model
     history: list[dict] = []

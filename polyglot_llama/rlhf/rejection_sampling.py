@@ -162,11 +162,12 @@ def run(cfg: RejectionSamplingConfig) -> dict:
         output.mkdir(parents=True, exist_ok=True)
         write_resolved_config(cfg, output, "rejection-sampling")
     prompts, rejects = load_prompts(cfg.prompts, cfg.default_lang)
-    model, tokenizer = load_policy(cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
+    with runtime.loading_frozen():  # sampling and scoring only: every rank holds whole bf16 copies
+        model, tokenizer = load_policy(cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
+        scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
     prompts = encode_prompts(prompts, tokenizer, cfg.max_prompt_tokens, rejects)
     if runtime.is_main:
         write_rejects(rejects, output)
-    scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
 
     samples_file = output / "samples.jsonl"
     cached = _load_samples(samples_file, prompts, cfg.samples_per_prompt)
