@@ -19,7 +19,7 @@ from polyglot_llama.rlhf.ppo import PPOConfig, batch_prompts, run, split_holdout
 from polyglot_llama.rlhf.prompts import Prompt
 
 STEP_KEYS = {"step", "reward", "kl", "entropy", "clip_fraction", "value_loss", "approx_kl", "policy_loss",
-             "value_clip_fraction", "grad_norm", "response_length", "rollout_s", "scoring_s", "logprob_s", "update_s"}
+             "value_clip_fraction", "grad_norm", "response_length", "cut_off", "rollout_s", "scoring_s", "logprob_s", "update_s"}
 
 
 def write_prompt_sets(tmp_path):

@@ -102,7 +102,7 @@ def expected(model):
         seq = g.prompt_ids + g.completion_ids
         prev, toks = seq[len(g.prompt_ids) - 1:-1], g.completion_ids
         lps = [logp(policy, p, t) for p, t in zip(prev, toks)]
-        values = [float(w @ policy.trunk.emb.weight[p]) + b for p in prev]
+        values = [float(w @ policy.trunk.emb.weight[p].detach()) + b for p in prev]
         shaped = score - (0.0 if g.finished else PENALTY)
         rewards = [0.0] * (len(toks) - 1) + [shaped]  # KL = 0 at step 0: only the score, at the last token
         rows.append((prev, toks, lps, values, hand_gae(rewards, values)))
