@@ -5,6 +5,11 @@ frozen starting policy; GAE advantages, clipped policy and value losses (ε = 0.
 mini-batch; AdamW (0.9, 0.95), eps 1e-5, weight decay 0.1, gradient clip 1.0, constant lr 1e-6, batch 512,
 mini-batch 64, β 0.01 (≤ 13B) / 0.005 (larger). Each step: rollout (sample B answers) → scoring → update.
 
+Log-probs are those of the sampling distribution softmax(logits / T) for the behaviour, current and
+reference policies alike (settings that sample from anything else are refused). Policy and critic are
+prepared by accelerate (`polyglot_llama.runtime`); any number of processes takes the same steps as one
+(see `update` and `ppo_rollout.collect`).
+
 Held-out prompts are evaluated every ``eval_every`` steps (mean reward of seeded samples, per language);
 the best policy so far is saved to ``output/model`` and training stops after ``patience`` evaluations
 without improvement. ``output/checkpoints/`` (the training loop's checkpoint format) makes the run
