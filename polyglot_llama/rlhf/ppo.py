@@ -140,6 +140,9 @@ class PPOConfig:
         if not self.sampling.is_plain():
             raise UserError("keys 'sampling.top_p', 'repetition_penalty', 'no_repeat_ngram_size' must be off (1.0, 1.0, 0) "
                             "for PPO: its log-probs are those of softmax(logits / temperature) only")
+        if self.sampling.backend == "vllm":
+            raise UserError("key 'sampling.backend' is 'vllm', but PPO samples from the policy it is training and "
+                            "no weight sync to vLLM exists; use backend: hf (or auto)")
         if self.missing_eos_penalty < 0:
             raise UserError(f"key 'missing_eos_penalty' is {self.missing_eos_penalty}; it must be ≥ 0 (0 = off)")
 

@@ -101,13 +101,13 @@ def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Pro
     device = runtime.device
     model.eval()
     for lo in range(0, len(local), micro_batch_size):
-        rows = slice(lo, lo + micro_batch_size)
-        ids, att = input_ids[rows].to(device), attention[rows].to(device)
+        chunk = slice(lo, lo + micro_batch_size)
+        ids, att = input_ids[chunk].to(device), attention[chunk].to(device)
         with runtime.autocast():
             logits, v = model(ids, att, P, R)
-            ref_lp[rows] = reference_logprobs(reference, ids, att, P, R, T).cpu()
-        old_logprobs[rows] = gather_logprobs(logits, ids[:, P:P + R], T).cpu()
-        values[rows] = v.float().cpu()
+            ref_lp[chunk] = reference_logprobs(reference, ids, att, P, R, T).cpu()
+        old_logprobs[chunk] = gather_logprobs(logits, ids[:, P:P + R], T).cpu()
+        values[chunk] = v.float().cpu()
     lengths = mask.sum(dim=1).long().tolist()
     rows = runtime.gather_rows([(g, float(scores[i]), old_logprobs[i, :n].clone(), ref_lp[i, :n].clone(), values[i, :n].clone())
                                 for i, (g, n) in enumerate(zip(generations, lengths))])
