@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from polyglot_llama.chat import encode_prompt  # noqa: E402
 from polyglot_llama.rlhf.generation import SamplingConfig, derive_seed, generate  # noqa: E402
-from polyglot_llama.rlhf.runtime import load_policy, pick_device  # noqa: E402
+from polyglot_llama.rlhf.runtime import load_policy  # noqa: E402
+from polyglot_llama.runtime import Runtime  # noqa: E402
 
 SAMPLE = ROOT / "polyglot_llama" / "resources" / "sample_text"
 
@@ -103,7 +104,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="bench_rollout_"))
     model_dir = Path(args.model) if args.model else build_model(args.preset, workdir)
-    device = pick_device()
+    runtime = Runtime()
+    device = runtime.device
     model, tok = load_policy(str(model_dir), device=device)
     model.eval()
     prompts = bench_prompts(args.prompts)
@@ -134,36 +136,36 @@ def main() -> None:
     for name, (tokens, secs) in rows.items():
         print(f"{name:<26} {tokens:>8} {secs:>9.2f} {tokens / secs:>10.1f} "
               f"{(tokens / secs) / (baseline[0] / baseline[1]):>14.2f}x {(tokens / secs) / (batched[0] / batched[1]):>10.2f}x")
-    ppo_step_split(model_dir, prompts, sampling, device)
+    ppo_step_split(model_dir, prompts, sampling, runtime)
 
 
-def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, device) -> None:
-    """One PPO iteration (batch = all prompts, mini-batch = sampling.batch_size) timed by phase."""
-    from contextlib import nullcontext
-    from functools import partial
-
+def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, runtime: Runtime) -> None:
+    """One PPO iteration (batch = all prompts, mini-batch = sampling.batch_size) timed by phase, with the
+    policy and critic prepared by accelerate and the reference frozen in the runtime's frozen dtype, as in `ppo`."""
     from polyglot_llama.rlhf.ppo import PPOConfig, update
     from polyglot_llama.rlhf.ppo_model import PolicyWithValue
     from polyglot_llama.rlhf.ppo_rollout import collect, rollout_seeds
     from polyglot_llama.rlhf.rewards import RewardConfig, RewardScorer
     from polyglot_llama.train.loop import weight_decay_groups
 
-    policy, tok = load_policy(str(model_dir), device=device)
-    reference, _ = load_policy(str(model_dir), device=device)
+    device = runtime.device
+    policy, tok = load_policy(str(model_dir), device=torch.device("cpu"))
+    reference, _ = load_policy(str(model_dir), device=device, dtype=runtime.frozen_dtype)
     reference.eval().requires_grad_(False)
-    model = PolicyWithValue(policy).to(device)
+    model = PolicyWithValue(policy)
     n = len(prompts) - len(prompts) % sampling.batch_size
     cfg = PPOConfig(model=str(model_dir), output="unused", prompts=["unused"], batch_size=n, reward=RewardConfig(kind="target_script"),
                     mini_batch_size=sampling.batch_size, micro_batch_size=sampling.batch_size)
     optimizer = torch.optim.AdamW(weight_decay_groups([p for p in model.parameters() if p.requires_grad], 0.1), lr=1e-6, betas=(0.9, 0.95))
+    model, optimizer = runtime.prepare(model, optimizer)
     scorer = RewardScorer(RewardConfig(kind="target_script"))
-    autocast = partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext
     batch = prompts[:n]
     for step in range(2):  # step 0 warms up allocator and kernels
         sync(device)
         rollout = collect(model, reference, tok, scorer, batch, sampling, rollout_seeds(0, step, batch), beta=0.01, gamma=1.0,
-                          lam=0.95, shaping="logit_whiten", micro_batch_size=cfg.micro_batch_size, autocast=autocast)
-        _, update_s = timed(lambda: update(model, optimizer, rollout, cfg, step, autocast), device)
+                          lam=0.95, shaping="logit_whiten", missing_eos_penalty=1.0, micro_batch_size=cfg.micro_batch_size,
+                          runtime=runtime)
+        _, update_s = timed(lambda: update(model, optimizer, rollout, cfg, step, runtime), device)
     phases = {"rollout (sampling)": rollout.timings["rollout_s"], "scoring": rollout.timings["scoring_s"],
               "log-probs + values": rollout.timings["logprob_s"], "update": update_s}
     total = sum(phases.values())

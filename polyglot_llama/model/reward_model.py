@@ -197,9 +197,10 @@ def sequence_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
 
 @torch.inference_mode()
 def score(model, tokenizer, prompts: Sequence[str | Sequence[dict]], responses: Sequence[str], batch_size: int = 8,
-          max_length: int | None = None, progress: bool = False) -> torch.Tensor:
+          max_length: int | None = None, progress: bool = False, finished: Sequence[bool] | None = None) -> torch.Tensor:
     """Raw scalar scores [N] (fp32, CPU) of ``responses[i]`` to ``prompts[i]`` in the chat format.
 
+    ``finished[i]`` False marks a sampled answer cut off before EOS: it is scored without the ``</s>``.
     Sequences longer than ``max_length`` (default: the model's context) keep their last ``max_length``
     tokens: the response end is where the score is read. Batches are formed from length-sorted
     sequences so little compute goes to padding; the result is in the input order.
@@ -212,6 +213,8 @@ def score(model, tokenizer, prompts: Sequence[str | Sequence[dict]], responses: 
         prepare_tokenizer(_unwrapped(model), tokenizer)
     limit = max_length or context_length(_unwrapped(model), tokenizer)
     encoded = [encode_conversation(p, r, tokenizer) for p, r in zip(prompts, responses)]
+    if finished is not None:  # an answer cut at max_new_tokens is scored as it stands, without a closing </s>
+        encoded = [ids if done or ids[-1] != tokenizer.eos_token_id else ids[:-1] for ids, done in zip(encoded, finished)]
     truncated = sum(len(ids) > limit for ids in encoded)
     if truncated:
         log.warning("score: %d of %d sequences exceed %d tokens; their prompts were cut from the left", truncated, len(encoded), limit)

@@ -22,6 +22,7 @@ import torch
 from ..config import write_resolved_config
 from ..errors import UserError
 from ..io import read_json, write_json, write_jsonl
+from ..runtime import frozen_dtype, pick_device
 from .generation import SamplingConfig, derive_seed, generate
 from .prompts import Prompt, by_language, encode_prompts, load_prompts, write_rejects
 from .rewards import RewardConfig, RewardScorer
@@ -109,7 +110,8 @@ def run(cfg: ContextDistillationConfig) -> dict:
     preprompts = load_preprompts(cfg.preprompts)
     templates = load_templates(cfg.answer_templates) if cfg.use_templates else {}
     prompts, rejects = load_prompts(cfg.prompts, cfg.default_lang)
-    model, tokenizer = load_policy(cfg.model, cfg.tokenizer)
+    device = pick_device()  # sampling only: bf16 where the GPU supports it, fp32 elsewhere
+    model, tokenizer = load_policy(cfg.model, cfg.tokenizer, device, dtype=frozen_dtype(device))
     distilled_prompts = [Prompt(p.id, p.lang, with_preprompt(p, preprompts, templates), p.is_safety, p.category) for p in prompts]
     distilled_prompts = encode_prompts(distilled_prompts, tokenizer, cfg.max_prompt_tokens, rejects)
     kept_ids = {p.id for p in distilled_prompts}
@@ -123,8 +125,8 @@ def run(cfg: ContextDistillationConfig) -> dict:
                          [derive_seed(cfg.seed, "distilled", p.id) for p in prompts], model_path=cfg.model)
     del model
     # Both answers are judged against the prompt *without* the preprompt: that is the context trained on.
-    original_scores = scorer(prompts, [g.text for g in original])
-    distilled_scores = scorer(prompts, [g.text for g in distilled])
+    original_scores = scorer(prompts, [g.text for g in original], [g.finished for g in original])
+    distilled_scores = scorer(prompts, [g.text for g in distilled], [g.finished for g in distilled])
     keep = (distilled_scores > original_scores + cfg.margin) & torch.tensor([bool(g.text) for g in distilled])
     reward_info = scorer.info
     del scorer  # free the reward model's memory before fine-tuning

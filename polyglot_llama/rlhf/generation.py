@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +44,10 @@ class SamplingConfig:
     """Prompts per generation batch (HF backend)."""
     backend: Literal["auto", "hf", "vllm"] = "auto"
     """hf: transformers generate; vllm: vLLM (needs it installed and the model on disk); auto: vllm when usable."""
+    repetition_penalty: float = 1.0
+    """Penalty on tokens already in the sequence (1.0 = off). The checkpoint's generation_config is never inherited."""
+    no_repeat_ngram_size: int = 0
+    """Forbid repeating n-grams of this size (0 = off; HF backend only)."""
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -53,6 +58,12 @@ class SamplingConfig:
             raise UserError(f"key 'top_p' is {self.top_p}; it must be in (0, 1]")
         if self.batch_size < 1:
             raise UserError(f"key 'batch_size' is {self.batch_size}; it must be at least 1")
+        if self.repetition_penalty <= 0 or self.no_repeat_ngram_size < 0:
+            raise UserError("key 'repetition_penalty' must be > 0 and 'no_repeat_ngram_size' ≥ 0 (1.0 and 0 are off)")
+
+    def is_plain(self) -> bool:
+        """True when answers are samples of softmax(logits / T), nothing else: what PPO's log-probs assume."""
+        return self.top_p == 1.0 and self.repetition_penalty == 1.0 and self.no_repeat_ngram_size == 0
 
 
 @dataclass
@@ -136,6 +147,21 @@ def _finish(tokenizer, prompt: list[int], new_ids: list[int], eos_id: int) -> Ge
     return Generation(list(prompt), new_ids, text, finished)
 
 
+@contextmanager
+def neutral_generation_config(model):
+    """Hide the checkpoint's ``generation_config`` (repetition penalty, no-repeat n-grams, top-k, …) for the
+    duration: HF ``generate`` fills every field we leave unset from it, which would run processors before our
+    sampler that the config never asked for."""
+    from transformers import GenerationConfig
+
+    saved = getattr(model, "generation_config", None)
+    model.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        model.generation_config = saved
+
+
 @torch.no_grad()
 def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, progress: bool) -> list[Generation]:
     from transformers import GenerationConfig, LogitsProcessorList
@@ -144,7 +170,8 @@ def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, pro
     eos_id, pad_id = tokenizer.eos_token_id, _pad_id(tokenizer)
     config = GenerationConfig(
         do_sample=False, max_new_tokens=sampling.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
-        bos_token_id=tokenizer.bos_token_id, use_cache=True,
+        bos_token_id=tokenizer.bos_token_id, use_cache=True, repetition_penalty=sampling.repetition_penalty,
+        no_repeat_ngram_size=sampling.no_repeat_ngram_size,
     )
     was_training = model.training
     model.eval()
@@ -155,8 +182,9 @@ def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, pro
         rows = order[start:start + sampling.batch_size]
         ids, mask = _left_pad([prompts[i] for i in rows], pad_id, device)
         sampler = PerRowSampler([seeds[i] for i in rows], sampling.temperature, sampling.top_p, device)
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                             logits_processor=LogitsProcessorList([sampler]))
+        with neutral_generation_config(model):
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                 logits_processor=LogitsProcessorList([sampler]))
         for row, i in enumerate(rows):
             results[i] = _finish(tokenizer, prompts[i], out[row, ids.shape[1]:].tolist(), eos_id)
         bar.update(len(rows))
@@ -168,15 +196,19 @@ def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, pro
 def _generate_vllm(model_path: str, tokenizer, prompts, sampling: SamplingConfig, seeds) -> list[Generation]:
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model_path, tokenizer=model_path, trust_remote_code=False)
+    # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
+    llm = LLM(model=model_path, tokenizer=model_path, trust_remote_code=False, generation_config="vllm")
     params = [SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
-                             max_tokens=sampling.max_new_tokens) for seed in seeds]
+                             repetition_penalty=sampling.repetition_penalty, max_tokens=sampling.max_new_tokens)
+              for seed in seeds]
     outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params)
     eos_id = tokenizer.eos_token_id
     return [_finish(tokenizer, p, list(o.outputs[0].token_ids), eos_id) for p, o in zip(prompts, outputs)]
 
 
 def resolve_backend(sampling: SamplingConfig, model_path: str | None) -> str:
+    if sampling.backend == "vllm" and sampling.no_repeat_ngram_size:
+        raise UserError("key 'no_repeat_ngram_size' is set but vLLM has no such option; use backend: hf or set it to 0")
     if sampling.backend == "vllm":
         if not vllm_available():
             raise UserError("key 'backend' is 'vllm' but vLLM is not installed or no GPU is visible; "

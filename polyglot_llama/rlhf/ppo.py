@@ -5,6 +5,11 @@ frozen starting policy; GAE advantages, clipped policy and value losses (ε = 0.
 mini-batch; AdamW (0.9, 0.95), eps 1e-5, weight decay 0.1, gradient clip 1.0, constant lr 1e-6, batch 512,
 mini-batch 64, β 0.01 (≤ 13B) / 0.005 (larger). Each step: rollout (sample B answers) → scoring → update.
 
+Log-probs are those of the sampling distribution softmax(logits / T) for the behaviour, current and
+reference policies alike (settings that sample from anything else are refused). Policy and critic are
+prepared by accelerate (`polyglot_llama.runtime`); any number of processes takes the same steps as one
+(see `update` and `ppo_rollout.collect`).
+
 Held-out prompts are evaluated every ``eval_every`` steps (mean reward of seeded samples, per language);
 the best policy so far is saved to ``output/model`` and training stops after ``patience`` evaluations
 without improvement. ``output/checkpoints/`` (the training loop's checkpoint format) makes the run
@@ -19,15 +24,16 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import torch
+from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
+from ..runtime import Runtime
 from ..io import read_json, write_json, write_jsonl
 from ..model.checkpoint import save_checkpoint
 from ..train import checkpointing
@@ -38,7 +44,7 @@ from .ppo_model import PolicyWithValue, gather_logprobs, load_value_model
 from .ppo_rollout import Rollout, collect, rollout_seeds
 from .prompts import Prompt, by_language, encode_prompts, load_prompts, write_rejects
 from .rewards import RewardConfig, RewardScorer
-from .runtime import frozen_dtype, load_policy, pick_device
+from .runtime import load_policy
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +93,15 @@ class PPOConfig:
     """λ of GAE."""
     value_coef: float = 0.1
     """Weight of the value loss in the total loss."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the shaped reward of answers cut at max_new_tokens without EOS (TRL's missing_eos_penalty; 0 = off)."""
     value_model: Literal["separate", "shared"] = "separate"
     """Critic: a separate transformer with a value head, or a value head on the policy's own trunk."""
     value_init: str = ""
     """Checkpoint that initialises a separate critic (causal LM or reward model; default: model)."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1.0e-6))
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """Autocast of the policy and critic: auto is bf16 on GPUs that support it, fp32 on CPU."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (large models)."""
     max_prompt_tokens: int = 1024
@@ -125,6 +135,16 @@ class PPOConfig:
             raise UserError(f"key 'kl_beta' is {self.kl_beta}; it must be ≥ 0")
         if not 0 <= self.eval_fraction < 1:
             raise UserError(f"key 'eval_fraction' is {self.eval_fraction}; it must be in [0, 1)")
+        if self.sampling.temperature == 0:
+            raise UserError("key 'sampling.temperature' is 0 (greedy); PPO needs sampled answers: use a positive temperature, e.g. 1.0")
+        if not self.sampling.is_plain():
+            raise UserError("keys 'sampling.top_p', 'repetition_penalty', 'no_repeat_ngram_size' must be off (1.0, 1.0, 0) "
+                            "for PPO: its log-probs are those of softmax(logits / temperature) only")
+        if self.sampling.backend == "vllm":
+            raise UserError("key 'sampling.backend' is 'vllm', but PPO samples from the policy it is training and "
+                            "no weight sync to vLLM exists; use backend: hf (or auto)")
+        if self.missing_eos_penalty < 0:
+            raise UserError(f"key 'missing_eos_penalty' is {self.missing_eos_penalty}; it must be ≥ 0 (0 = off)")
 
 
 def default_beta(policy) -> float:
@@ -159,55 +179,71 @@ def batch_prompts(prompts: list[Prompt], step: int, batch_size: int, seed: int) 
     return picked
 
 
-def update(model: PolicyWithValue, optimizer, rollout: Rollout, cfg: PPOConfig, step: int, autocast) -> dict[str, float]:
-    """``ppo_epochs`` passes over the batch in shuffled mini-batches, one optimizer step each."""
+def update(model, optimizer, rollout: Rollout, cfg: PPOConfig, step: int, runtime: Runtime) -> dict[str, float]:
+    """``ppo_epochs`` passes over the batch in shuffled global mini-batches, one optimizer step each.
+
+    Every rank holds the whole rollout and draws the same permutation; rank r takes the r-th contiguous part
+    of each mini-batch (DDP averages the ranks' gradients), so any process count takes the same steps.
+    """
     model.train()
     sums: dict[str, float] = {}
-    n = 0
     params = [p for p in model.parameters() if p.requires_grad]
-    device = next(model.parameters()).device
+    T = cfg.sampling.temperature
+    part = runtime.shard(cfg.mini_batch_size, "mini_batch_size")
+    max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")  # 0: no clipping, norm still logged
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "minibatch", step) % 2**62)
     for _ in range(cfg.ppo_epochs):
         for mb in torch.randperm(rollout.size, generator=gen).split(cfg.mini_batch_size):
+            mine = mb[part]
             optimizer.zero_grad(set_to_none=True)
-            for micro in mb.split(cfg.micro_batch_size):
-                b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in rollout.rows(micro).items()}
-                with autocast():
-                    logits, values = model.response_outputs(b["input_ids"], b["attention_mask"], rollout.prompt_width,
-                                                            b["response_len"])
-                P = rollout.prompt_width
-                logprobs = gather_logprobs(logits, b["input_ids"][:, P:P + b["response_len"]])
-                policy_loss, stats = ppo_policy_loss(logprobs, b["old_logprobs"], b["advantages"], b["mask"], cfg.clip_range)
-                value_loss, value_clip = ppo_value_loss(values.float(), b["old_values"], b["returns"], b["mask"],
-                                                        cfg.value_clip_range)
-                loss = (policy_loss + cfg.value_coef * value_loss) * (len(micro) / len(mb))
-                loss.backward()
+            micros = mine.split(cfg.micro_batch_size)
+            for k, micro in enumerate(micros):
+                b = {key: v.to(runtime.device) if torch.is_tensor(v) else v for key, v in rollout.rows(micro).items()}
+                P, width = rollout.prompt_width, b["response_len"]
+                accumulate = runtime.accelerator.no_sync(model) if k < len(micros) - 1 and runtime.world > 1 else nullcontext()
+                with accumulate, runtime.autocast():
+                    logits, values = model(b["input_ids"], b["attention_mask"], P, width)
+                    logprobs = gather_logprobs(logits, b["input_ids"][:, P:P + width], T)
+                    policy_loss, stats = ppo_policy_loss(logprobs, b["old_logprobs"], b["advantages"], b["mask"], cfg.clip_range)
+                    value_loss, value_clip = ppo_value_loss(values.float(), b["old_values"], b["returns"], b["mask"],
+                                                            cfg.value_clip_range)
+                    loss = (policy_loss + cfg.value_coef * value_loss) * (len(micro) / len(mine))
+                    runtime.accelerator.backward(loss)
                 with torch.no_grad():
-                    entropy = masked_mean(entropy_from_logits(logits), b["mask"])
+                    entropy = masked_mean(entropy_from_logits(logits.float() / T), b["mask"])
                 for key, value in (("policy_loss", policy_loss), ("value_loss", value_loss), ("clip_fraction", stats["clip_fraction"]),
                                    ("approx_kl", stats["approx_kl"]), ("value_clip_fraction", value_clip), ("entropy", entropy)):
                     sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(micro)
-                n += len(micro)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm) * len(mb)
+                sums["rows"] = sums.get("rows", 0.0) + len(micro)
+            grad_norm = runtime.accelerator.clip_grad_norm_(params, max_norm)
+            if grad_norm is not None:  # DeepSpeed clips inside its engine (gradient_clipping) and reports nothing here
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm) * len(mine)
             optimizer.step()
-    return {k: v / n for k, v in sums.items()}
+    sums = runtime.sum_floats(sums)
+    rows = sums.pop("rows")
+    return {k: v / rows for k, v in sums.items()}
 
 
 @torch.no_grad()
-def evaluate(model: PolicyWithValue, tokenizer, scorer, prompts: list[Prompt], cfg: PPOConfig) -> dict:
-    """Mean reward of one seeded sample per held-out prompt, overall and per language."""
-    seeds = [derive_seed(cfg.seed, "eval", p.id) for p in prompts]
-    generations = generate(model.policy, tokenizer, [p.ids for p in prompts], cfg.sampling, seeds, progress=False)
-    scores = scorer(prompts, [g.text for g in generations])
-    return {"reward": float(scores.mean()),
-            "languages": {lang: float(scores[idx].mean()) for lang, idx in by_language(prompts).items()}}
+def evaluate(model, tokenizer, scorer, prompts: list[Prompt], cfg: PPOConfig, runtime: Runtime) -> dict:
+    """Mean reward of one seeded sample per held-out prompt, overall and per language (prompts split over ranks)."""
+    mine = prompts[runtime.rank::runtime.world]
+    seeds = [derive_seed(cfg.seed, "eval", p.id) for p in mine]
+    with runtime.unwrapped_for_generation(model) as unwrapped:
+        generations = generate(unwrapped.policy, tokenizer, [p.ids for p in mine], cfg.sampling, seeds, progress=False)
+    scores = scorer(mine, [g.text for g in generations], [g.finished for g in generations]).tolist() if mine else []
+    pairs = runtime.gather_rows(list(zip([p.lang for p in mine], scores)))
+    by_lang: dict[str, list[float]] = {}
+    for lang, value in pairs:
+        by_lang.setdefault(lang, []).append(value)
+    return {"reward": sum(v for _, v in pairs) / len(pairs),
+            "languages": {lang: sum(v) / len(v) for lang, v in sorted(by_lang.items())}}
 
 
 def _step_record(step: int, rollout: Rollout, stats: dict, update_s: float) -> dict:
     kl_per_seq = rollout.kl.sum(dim=1)
     record = {"step": step, "reward": float(rollout.scores.mean()), "kl": float(kl_per_seq.mean()),
-              "response_length": float(rollout.mask.sum(dim=1).mean()), **stats, **rollout.timings, "update_s": update_s}
+              "response_length": float(rollout.mask.sum(dim=1).mean()), "cut_off": float((~rollout.finished).float().mean()), **stats, **rollout.timings, "update_s": update_s}
     for lang in sorted(set(rollout.langs)):
         idx = [i for i, l in enumerate(rollout.langs) if l == lang]
         record[f"reward/{lang}"] = float(rollout.scores[idx].mean())
@@ -238,48 +274,79 @@ def _early_stop_state(history: list[dict]) -> tuple[float, int, int]:
     return best, best_step, since
 
 
-def run(cfg: PPOConfig) -> dict:
-    output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    write_resolved_config(cfg, output, "ppo")
-    torch.manual_seed(cfg.seed)
-    device = pick_device()
-    policy, tokenizer = load_policy(cfg.model, cfg.tokenizer, device)
-    prompts, held, rejects = _load_prompts(cfg, tokenizer)
-    write_rejects(rejects, output)
-    reference, _ = load_policy(cfg.reference or cfg.model, cfg.tokenizer, device, dtype=frozen_dtype(device))
+def _save_policy(model, runtime: Runtime, path: Path, tokenizer_dir: str) -> None:
+    """Write the policy as a Hugging Face directory (main rank; sharded states are gathered first, collectively)."""
+    state = checkpointing.full_state_dict(model)
+    if runtime.is_main:
+        policy_state = None if state is None else {k[len("policy."):]: v for k, v in state.items() if k.startswith("policy.")}
+        save_checkpoint(runtime.unwrap(model).policy, path, tokenizer_dir=tokenizer_dir, state_dict=policy_state)
+    runtime.wait()
+
+
+def _build(cfg: PPOConfig, runtime: Runtime):
+    """(policy+critic, optimizer, frozen reference, tokenizer): trainables in fp32 for `prepare`, the
+    reference frozen in the runtime's frozen dtype on this rank's device."""
+    policy, tokenizer = load_policy(cfg.model, cfg.tokenizer, torch.device("cpu"))
+    with runtime.loading_frozen():
+        reference, _ = load_policy(cfg.reference or cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
     reference.eval().requires_grad_(False)
-    critic = load_value_model(cfg.value_init or cfg.model).to(device) if cfg.value_model == "separate" else None
+    critic = load_value_model(cfg.value_init or cfg.model) if cfg.value_model == "separate" else None
     if cfg.gradient_checkpointing:
         for m in (policy, critic):
             if m is not None:
-                m.gradient_checkpointing_enable()
-    model = PolicyWithValue(policy, critic).to(device)
-    scorer = RewardScorer(cfg.reward, tokenizer, device=device)
-    beta = cfg.kl_beta if cfg.kl_beta is not None else default_beta(policy)
+                m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = PolicyWithValue(policy, critic)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(weight_decay_groups(params, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                   betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
-    autocast = partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext
-    from accelerate import Accelerator
+    return model, optimizer, reference, tokenizer
 
-    accelerator = Accelerator(cpu=device.type == "cpu")
+
+def run(cfg: PPOConfig) -> dict:
+    output = Path(cfg.output)
+    runtime = Runtime(cfg.mixed_precision)
+    runtime.shard(cfg.batch_size, "batch_size"), runtime.shard(cfg.mini_batch_size, "mini_batch_size")
+    per_rank = cfg.mini_batch_size // runtime.world
+    if runtime.accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.micro_batch_size != per_rank:
+        # DeepSpeed's engine steps after every backward (gradient_accumulation_steps: 1 in the shipped config)
+        raise UserError(f"key 'micro_batch_size' is {cfg.micro_batch_size}; under DeepSpeed it must equal "
+                        f"mini_batch_size / processes = {per_rank} (one backward per optimizer step)")
+    if runtime.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        write_resolved_config(cfg, output, "ppo")
+    torch.manual_seed(cfg.seed)
+    model, optimizer, reference, tokenizer = _build(cfg, runtime)
+    prompts, held, rejects = _load_prompts(cfg, tokenizer)
+    if runtime.is_main:
+        write_rejects(rejects, output)
+    with runtime.loading_frozen():
+        scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
+    beta = cfg.kl_beta if cfg.kl_beta is not None else default_beta(model.policy)
+    tokenizer_dir = cfg.tokenizer or cfg.model
     history: list[dict] = []
     start_step = 0
     latest = checkpointing.latest(output)
-    if latest is not None:
+    sharded = checkpointing.is_sharded(runtime.accelerator)
+    if latest is not None and not sharded:
         state = checkpointing.load(latest, model, optimizer)
         start_step, history = state["step"], state["history"]
+    model, optimizer = runtime.prepare(model, optimizer)
+    if latest is not None and sharded:
+        state = checkpointing.load(latest, model, optimizer, accelerator=runtime.accelerator)
+        start_step, history = state["step"], state["history"]
+    if latest is not None:
         log.info("ppo: resumed from %s (step %d)", latest, start_step)
     best, best_step, since_best = _early_stop_state(history)
     eval_before = None
     if held and cfg.eval_every and start_step == 0:  # the starting policy's held-out reward: the baseline
-        eval_before = evaluate(model, tokenizer, scorer, held, cfg)
-        write_json(output / "eval_before.json", eval_before)
+        eval_before = evaluate(model, tokenizer, scorer, held, cfg, runtime)
+        if runtime.is_main:
+            write_json(output / "eval_before.json", eval_before)
     elif (output / "eval_before.json").is_file():
         eval_before = read_json(output / "eval_before.json")
     stopped_early = since_best >= cfg.patience > 0
-    bar = tqdm(range(start_step, cfg.steps), desc="ppo", unit="step", initial=start_step, total=cfg.steps)
+    bar = tqdm(range(start_step, cfg.steps), desc="ppo", unit="step", initial=start_step, total=cfg.steps,
+               disable=not runtime.is_main)
     step = start_step
     for step in bar:
         if stopped_early:
@@ -287,35 +354,38 @@ def run(cfg: PPOConfig) -> dict:
         batch = batch_prompts(prompts, step, cfg.batch_size, cfg.seed)
         rollout = collect(model, reference, tokenizer, scorer, batch, cfg.sampling, rollout_seeds(cfg.seed, step, batch),
                           beta=beta, gamma=cfg.gamma, lam=cfg.lam, shaping=cfg.reward_shaping,
-                          micro_batch_size=cfg.micro_batch_size, autocast=autocast)
+                          missing_eos_penalty=cfg.missing_eos_penalty, micro_batch_size=cfg.micro_batch_size,
+                          runtime=runtime)
         start = time.perf_counter()
-        stats = update(model, optimizer, rollout, cfg, step, autocast)
+        stats = update(model, optimizer, rollout, cfg, step, runtime)
         record = _step_record(step + 1, rollout, stats, time.perf_counter() - start)
         if held and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            result = evaluate(model, tokenizer, scorer, held, cfg)
+            result = evaluate(model, tokenizer, scorer, held, cfg, runtime)
             record["eval_reward"] = result["reward"]
             record.update({f"eval_reward/{lang}": v for lang, v in result["languages"].items()})
             if result["reward"] > best:
                 best, best_step, since_best = result["reward"], step + 1, 0
-                save_checkpoint(model.policy, output / "model", tokenizer_dir=cfg.tokenizer or cfg.model)
+                _save_policy(model, runtime, output / "model", tokenizer_dir)
             else:
                 since_best += 1
                 stopped_early = since_best >= cfg.patience > 0
         history.append(record)
         bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}", clip=f"{record['clip_fraction']:.2f}")
-        write_jsonl(output / "metrics.jsonl", history)
+        if runtime.is_main:
+            write_jsonl(output / "metrics.jsonl", history)
         if (cfg.save_every and (step + 1) % cfg.save_every == 0) or step + 1 == cfg.steps or stopped_early:
-            checkpointing.save(output, step + 1, model, optimizer, history, accelerator, cfg.keep_checkpoints)
+            checkpointing.save(output, step + 1, model, optimizer, history, runtime.accelerator, cfg.keep_checkpoints)
     bar.close()
     if not held or not cfg.eval_every or best_step == 0:
-        save_checkpoint(model.policy, output / "model", tokenizer_dir=cfg.tokenizer or cfg.model)
+        _save_policy(model, runtime, output / "model", tokenizer_dir)
         best_step = history[-1]["step"] if history else 0
     summary = {
         "output": str(output / "model"), "steps": history[-1]["step"] if history else 0, "best_step": best_step,
         "eval_before": eval_before, "best_eval_reward": best if best > float("-inf") else None, "stopped_early": stopped_early, "kl_beta": beta,
-        "prompts": {"train": len(prompts), "held_out": len(held), "rejected": rejects.count},
+        "prompts": {"train": len(prompts), "held_out": len(held), "rejected": rejects.count}, "processes": runtime.world,
         "reward_info": scorer.info, "first": history[0] if history else None, "last": history[-1] if history else None,
         "config": to_dict(cfg),
     }
-    write_json(output / "summary.json", summary)
+    if runtime.is_main:
+        write_json(output / "summary.json", summary)
     return summary

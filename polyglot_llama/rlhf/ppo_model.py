@@ -32,6 +32,11 @@ class PolicyWithValue(nn.Module):
         nn.init.zeros_(self.value_head.weight)  # V ≡ 0 at the start: advantages begin as the rewards-to-go
         nn.init.zeros_(self.value_head.bias)
 
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int,
+                response_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`response_outputs`: the call DDP / FSDP / DeepSpeed wrappers route through ``forward``."""
+        return self.response_outputs(input_ids, attention_mask, prompt_width, response_len)
+
     def response_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int,
                          response_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits [B, R, V] predicting the R response tokens, values [B, R] of the states before them)."""
@@ -58,15 +63,19 @@ def load_value_model(path: str, dtype: torch.dtype | None = None) -> nn.Module:
 
 @torch.no_grad()
 def reference_logprobs(reference: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       prompt_width: int, response_len: int) -> torch.Tensor:
-    """log π_0 of the response tokens under the frozen reference policy: [B, R] (fp32)."""
+                       prompt_width: int, response_len: int, temperature: float = 1.0) -> torch.Tensor:
+    """log π_0 of the response tokens under the frozen reference policy at the sampling temperature: [B, R] (fp32)."""
     position_ids = position_ids_from_mask(attention_mask)
     hidden = reference.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                      use_cache=False).last_hidden_state
     logits = reference.get_output_embeddings()(hidden[:, prompt_width - 1:prompt_width - 1 + response_len])
-    return gather_logprobs(logits, input_ids[:, prompt_width:prompt_width + response_len])
+    return gather_logprobs(logits, input_ids[:, prompt_width:prompt_width + response_len], temperature)
 
 
-def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """logits [B, R, V], tokens [B, R] → log p(token) [B, R] in fp32."""
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """logits [B, R, V], tokens [B, R] → log softmax(logits / T)(token) [B, R] in fp32.
+
+    T is the sampling temperature: the answers were drawn from softmax(logits / T), so the behaviour, current
+    and reference policies are all compared on that distribution (as TRL does); raw logits would make PPO
+    off-policy whenever T ≠ 1."""
+    return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

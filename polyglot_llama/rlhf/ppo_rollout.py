@@ -3,6 +3,10 @@
 A `Rollout` holds B sequences laid out as ``[left padding, prompt, response, right padding]`` (prompts end
 at column P) with, per response token (R columns, ``mask`` [B, R]): the behaviour policy's log-probs, the
 reference's log-probs, the value estimates, the KL-penalised rewards, GAE advantages and returns.
+
+With several processes each rank samples, scores and runs the forward passes for its contiguous share of
+the global batch; the per-row results are then gathered so that every rank holds the whole batch, and the
+batch-level steps (reward whitening, advantage whitening) see exactly what one process would.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..runtime import Runtime
 from ..train.losses import gae, kl_penalised_rewards, masked_whiten
 from .generation import Generation, SamplingConfig, derive_seed, generate
-from .ppo_model import PolicyWithValue, gather_logprobs, reference_logprobs
+from .ppo_model import gather_logprobs, reference_logprobs
 from .prompts import Prompt
 from .rewards import RewardScorer, shape_rewards
 
@@ -31,6 +36,7 @@ class Rollout:
     advantages: torch.Tensor  # [B, R], whitened
     returns: torch.Tensor  # [B, R]
     scores: torch.Tensor  # [B] raw reward in [0, 1]
+    finished: torch.Tensor  # [B] bool: the answer ended with EOS (False: cut at max_new_tokens)
     kl: torch.Tensor  # [B, R] per-token KL to the reference
     langs: list[str]
     timings: dict[str, float]
@@ -68,40 +74,68 @@ def layout(generations: list[Generation], pad_id: int) -> tuple[torch.Tensor, to
 
 
 @torch.no_grad()
-def collect(model: PolicyWithValue, reference, tokenizer, scorer: RewardScorer, prompts: list[Prompt],
-            sampling: SamplingConfig, seeds: list[int], *, beta: float, gamma: float, lam: float, shaping: str,
-            micro_batch_size: int, autocast) -> Rollout:
-    """Sample, score and evaluate one PPO batch (``prompts`` [B]) into a `Rollout`."""
-    device = next(model.parameters()).device
+def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Prompt], sampling: SamplingConfig,
+            seeds: list[int], *, beta: float, gamma: float, lam: float, shaping: str, missing_eos_penalty: float,
+            micro_batch_size: int, runtime: Runtime) -> Rollout:
+    """Sample, score and evaluate one global PPO batch (``prompts`` [B], the same list on every rank).
+
+    ``model`` is the (prepared) `PolicyWithValue`; ``reference`` the frozen π_0. This rank handles its share
+    of the rows; the returned `Rollout` holds all B rows in the global order on every rank.
+    """
+    mine = runtime.shard(len(prompts), "batch_size")
+    local, local_seeds = prompts[mine], seeds[mine]
     start = time.perf_counter()
-    generations = generate(model.policy, tokenizer, [p.ids for p in prompts], sampling, seeds, progress=False)
+    with runtime.unwrapped_for_generation(model) as unwrapped:
+        generations = generate(unwrapped.policy, tokenizer, [p.ids for p in local], sampling, local_seeds, progress=False)
     rollout_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    scores = scorer(prompts, [g.text for g in generations]).float()
-    shaped = shape_rewards(scores, shaping)
+    scores = scorer(local, [g.text for g in generations], [g.finished for g in generations]).float()
     scoring_s = time.perf_counter() - start
 
     start = time.perf_counter()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     input_ids, attention, mask, P = layout(generations, pad_id)
-    R = mask.shape[1]
-    old_logprobs, ref_lp, values = (torch.zeros(len(prompts), R) for _ in range(3))
+    R, T = mask.shape[1], sampling.temperature
+    old_logprobs, ref_lp, values = (torch.zeros(len(local), R) for _ in range(3))
+    device = runtime.device
     model.eval()
-    for lo in range(0, len(prompts), micro_batch_size):
-        rows = slice(lo, lo + micro_batch_size)
-        ids, att = input_ids[rows].to(device), attention[rows].to(device)
-        with autocast():
-            logits, v = model.response_outputs(ids, att, P, R)
-            ref_lp[rows] = reference_logprobs(reference, ids, att, P, R).cpu()
-        old_logprobs[rows] = gather_logprobs(logits, ids[:, P:P + R]).cpu()
-        values[rows] = v.float().cpu()
-    rewards, kl = kl_penalised_rewards(shaped, old_logprobs, ref_lp, mask, beta)
-    advantages, returns = gae(rewards, values * mask, mask, gamma, lam)
-    advantages = masked_whiten(advantages, mask)
+    for lo in range(0, len(local), micro_batch_size):
+        chunk = slice(lo, lo + micro_batch_size)
+        ids, att = input_ids[chunk].to(device), attention[chunk].to(device)
+        with runtime.autocast():
+            logits, v = model(ids, att, P, R)
+            ref_lp[chunk] = reference_logprobs(reference, ids, att, P, R, T).cpu()
+        old_logprobs[chunk] = gather_logprobs(logits, ids[:, P:P + R], T).cpu()
+        values[chunk] = v.float().cpu()
+    lengths = mask.sum(dim=1).long().tolist()
+    rows = runtime.gather_rows([(g, float(scores[i]), old_logprobs[i, :n].clone(), ref_lp[i, :n].clone(), values[i, :n].clone())
+                                for i, (g, n) in enumerate(zip(generations, lengths))])
     forward_s = time.perf_counter() - start
-    return Rollout(input_ids, attention, P, mask, old_logprobs, ref_lp, values * mask, advantages, returns, scores, kl,
-                   [p.lang for p in prompts], {"rollout_s": rollout_s, "scoring_s": scoring_s, "logprob_s": forward_s})
+    rollout = assemble(rows, [p.lang for p in prompts], pad_id, beta=beta, gamma=gamma, lam=lam, shaping=shaping,
+                       missing_eos_penalty=missing_eos_penalty)
+    rollout.timings.update(rollout_s=rollout_s, scoring_s=scoring_s, logprob_s=forward_s)
+    return rollout
+
+
+def assemble(rows: list[tuple], langs: list[str], pad_id: int, *, beta: float, gamma: float, lam: float,
+             shaping: str, missing_eos_penalty: float) -> Rollout:
+    """The batch-level part of a rollout from per-row (generation, score, old log-probs [n], reference
+    log-probs [n], values [n]) in global order: shaped rewards, the cut-off penalty, KL, GAE, whitening."""
+    generations = [r[0] for r in rows]
+    input_ids, attention, mask, P = layout(generations, pad_id)
+    old_logprobs, ref_lp, values = (torch.zeros(mask.shape) for _ in range(3))
+    for i, (_, _, old, ref, value) in enumerate(rows):
+        old_logprobs[i, :len(old)], ref_lp[i, :len(ref)], values[i, :len(value)] = old, ref, value
+    scores = torch.tensor([r[1] for r in rows], dtype=torch.float32)
+    finished = torch.tensor([g.finished for g in generations])
+    # An answer cut at max_new_tokens was never finished: TRL's missing_eos_penalty, in units of the shaped reward.
+    shaped = shape_rewards(scores, shaping) - missing_eos_penalty * (~finished).float()
+    rewards, kl = kl_penalised_rewards(shaped, old_logprobs, ref_lp, mask, beta)
+    advantages, returns = gae(rewards, values, mask, gamma, lam)
+    advantages = masked_whiten(advantages, mask)
+    return Rollout(input_ids, attention, P, mask, old_logprobs, ref_lp, values, advantages, returns, scores, finished,
+                   kl, langs, {})
 
 
 def rollout_seeds(seed: int, step: int, prompts: list[Prompt]) -> list[int]:

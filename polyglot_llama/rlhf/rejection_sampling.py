@@ -24,6 +24,7 @@ import torch
 from ..config import write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, expand_inputs, iter_records, write_json, write_jsonl
+from ..runtime import Runtime
 from .generation import SamplingConfig, derive_seed, generate
 from .prompts import Prompt, by_language, encode_prompts, load_prompts, write_rejects
 from .rewards import RewardConfig, RewardScorer
@@ -75,13 +76,25 @@ class RejectionSamplingConfig:
             raise UserError(f"key 'samples_per_prompt' is {self.samples_per_prompt}; K must be at least 1")
 
 
-def _sample(cfg: RejectionSamplingConfig, model, tokenizer, prompts: list[Prompt]) -> list[list[str]]:
-    """K answers per prompt: answers[i][k]."""
+def _sample_and_score(cfg: RejectionSamplingConfig, model, tokenizer, scorer, prompts: list[Prompt],
+                      runtime: Runtime) -> tuple[list[list[str]], torch.Tensor]:
+    """K answers per prompt and their rewards: (answers[i][k], rewards [N, K]).
+
+    The N·K (prompt, k) jobs are split over the ranks; every answer's seed depends on (seed, round, prompt,
+    k) only, so the gathered result is the same for any number of processes."""
     K = cfg.samples_per_prompt
-    ids = [p.ids for p in prompts for _ in range(K)]
-    seeds = [derive_seed(cfg.seed, cfg.round, p.id, k) for p in prompts for k in range(K)]
-    generations = generate(model, tokenizer, ids, cfg.sampling, seeds, model_path=cfg.model)
-    return [[g.text for g in generations[i * K:(i + 1) * K]] for i in range(len(prompts))]
+    jobs = [(p, k) for p in prompts for k in range(K)][runtime.split(len(prompts) * K)]
+    seeds = [derive_seed(cfg.seed, cfg.round, p.id, k) for p, k in jobs]
+    # vLLM reads the checkpoint from disk and takes one process per model: only a single process uses it.
+    model_path = cfg.model if runtime.world == 1 else None
+    generations = generate(model, tokenizer, [p.ids for p, _ in jobs], cfg.sampling, seeds, model_path=model_path,
+                           progress=runtime.is_main)
+    texts = [g.text for g in generations]
+    # a cut-off answer is scored as it stands: the RMs do not see a closing </s> it never produced
+    rewards = scorer([p for p, _ in jobs], texts, [g.finished for g in generations]).tolist() if jobs else []
+    rows = runtime.gather_rows(list(zip(texts, rewards)))
+    answers = [[text for text, _ in rows[i * K:(i + 1) * K]] for i in range(len(prompts))]
+    return answers, torch.tensor([r for _, r in rows]).view(len(prompts), K)
 
 
 def _load_samples(path: Path, prompts: list[Prompt], K: int) -> tuple[list[list[str]], torch.Tensor] | None:
@@ -144,22 +157,26 @@ def _merge_pool(cfg, scorer, prompts, answers, rewards) -> tuple[list[dict], tor
 
 def run(cfg: RejectionSamplingConfig) -> dict:
     output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    write_resolved_config(cfg, output, "rejection-sampling")
+    runtime = Runtime()
+    if runtime.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        write_resolved_config(cfg, output, "rejection-sampling")
     prompts, rejects = load_prompts(cfg.prompts, cfg.default_lang)
-    model, tokenizer = load_policy(cfg.model, cfg.tokenizer)
+    with runtime.loading_frozen():  # sampling and scoring only: every rank holds whole bf16 copies
+        model, tokenizer = load_policy(cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
+        scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
     prompts = encode_prompts(prompts, tokenizer, cfg.max_prompt_tokens, rejects)
-    write_rejects(rejects, output)
-    scorer = RewardScorer(cfg.reward, tokenizer, device=next(model.parameters()).device)
+    if runtime.is_main:
+        write_rejects(rejects, output)
 
     samples_file = output / "samples.jsonl"
     cached = _load_samples(samples_file, prompts, cfg.samples_per_prompt)
+    runtime.wait()  # no rank may find the file half-written by the main rank below
     if cached is None:
-        answers = _sample(cfg, model, tokenizer, prompts)
-        flat = scorer([p for p in prompts for _ in range(cfg.samples_per_prompt)], [a for row in answers for a in row])
-        rewards = flat.view(len(prompts), cfg.samples_per_prompt)
-        write_jsonl(samples_file, ({"id": p.id, "lang": p.lang, "answers": answers[i], "rewards": rewards[i].tolist()}
-                                   for i, p in enumerate(prompts)))
+        answers, rewards = _sample_and_score(cfg, model, tokenizer, scorer, prompts, runtime)
+        if runtime.is_main:
+            write_jsonl(samples_file, ({"id": p.id, "lang": p.lang, "answers": answers[i], "rewards": rewards[i].tolist()}
+                                       for i, p in enumerate(prompts)))
     else:
         answers, rewards = cached
     del model
@@ -168,23 +185,26 @@ def run(cfg: RejectionSamplingConfig) -> dict:
     reward_info = scorer.info
     del scorer  # free the reward models' memory before fine-tuning
     pool_file = output / "pool.jsonl"
-    write_jsonl(pool_file, pool)
     groups = by_language(prompts)
     report = {
         "round": cfg.round, "prompts": len(prompts), "samples_per_prompt": cfg.samples_per_prompt,
         "temperature": cfg.sampling.temperature, "reward": cfg.reward.kind, "reward_info": reward_info,
         "rejected_prompts": rejects.count, "pool_size": len(pool), "pool_kept_from_earlier_rounds": kept_old,
-        "all": language_stats(rewards, pool_rewards),
+        "processes": runtime.world, "all": language_stats(rewards, pool_rewards),
         "languages": {lang: language_stats(rewards[idx], pool_rewards[idx]) for lang, idx in groups.items()},
     }
-    for lang, s in report["languages"].items():
-        log.info("round %d %s: mean reward %.4f, best-of-%d %.4f (gain %+.4f), pool %.4f", cfg.round, lang,
-                 s["mean_reward"], cfg.samples_per_prompt, s["mean_best_of_k"], s["best_of_k_gain"], s["pool_mean_reward"])
-    write_markdown(report, output / "report.md")
-    plot_reward_vs_k(report, output / "reward_vs_k.png")
+    if runtime.is_main:
+        write_jsonl(pool_file, pool)
+        for lang, s in report["languages"].items():
+            log.info("round %d %s: mean reward %.4f, best-of-%d %.4f (gain %+.4f), pool %.4f", cfg.round, lang,
+                     s["mean_reward"], cfg.samples_per_prompt, s["mean_best_of_k"], s["best_of_k_gain"], s["pool_mean_reward"])
+        write_markdown(report, output / "report.md")
+        plot_reward_vs_k(report, output / "reward_vs_k.png")
+    runtime.wait()  # the pool is on disk before any rank fine-tunes on it
     if cfg.finetune:
         sft_summary = finetune(sft_config(cfg.model, cfg.tokenizer or cfg.model, pool_file, output / "model", cfg.sft))
         report["sft"] = {k: sft_summary[k] for k in ("steps", "train_loss", "rows") if k in sft_summary}
         report["model"] = str(output / "model")
-    write_json(output / "report.json", report)
+    if runtime.is_main:
+        write_json(output / "report.json", report)
     return report

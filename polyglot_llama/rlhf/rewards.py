@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 
 from ..errors import UserError
+from ..runtime import frozen_dtype
 from .prompts import Prompt
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ class RewardScorer:
             for name, path in (("helpfulness", cfg.helpfulness_model), ("safety", cfg.safety_model)):
                 if not path:
                     continue
-                model, tokenizer = load_reward_model(path, device=device)
+                # frozen: bf16 on GPUs that support it, fp32 elsewhere (the runtime's rule for every frozen model)
+                dtype = frozen_dtype(torch.device(device)) if device is not None else None
+                model, tokenizer = load_reward_model(path, dtype=dtype, device=device)
                 if policy_tokenizer is not None and not _same_vocabulary(tokenizer, policy_tokenizer):
                     if cfg.tokenizer_mismatch == "error":
                         raise UserError(f"{path}: the {name} RM's tokenizer differs from the policy's; use an RM trained "
@@ -104,21 +107,25 @@ class RewardScorer:
 
             self.lid = load_lid_model(cfg.lid_model or None)
 
-    def _rm_probability(self, name: str, prompts: list[Prompt], responses: list[str]) -> torch.Tensor:
+    def _rm_probability(self, name: str, prompts: list[Prompt], responses: list[str],
+                        finished: list[bool] | None) -> torch.Tensor:
         from ..model.reward_model import score
 
         model, tokenizer = self.models[name]
-        raw = score(model, tokenizer, [p.messages for p in prompts], responses, batch_size=self.cfg.batch_size)
+        raw = score(model, tokenizer, [p.messages for p in prompts], responses, batch_size=self.cfg.batch_size,
+                    finished=finished)
         return torch.sigmoid(raw)
 
-    def __call__(self, prompts: list[Prompt], responses: list[str]) -> torch.Tensor:
+    def __call__(self, prompts: list[Prompt], responses: list[str], finished: list[bool] | None = None) -> torch.Tensor:
+        """Scores [N]; ``finished[i]`` False (an answer cut at max_new_tokens) makes the RMs read it without
+        the closing ``</s>`` a finished answer has (default: every answer finished)."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if self.cfg.kind == "target_script":
             return torch.tensor([script_share(r, p.lang) for p, r in zip(prompts, responses)])
         if self.cfg.kind == "target_language":
             return torch.tensor([self._language_probability(r, p.lang) for p, r in zip(prompts, responses)])
-        probs = {name: self._rm_probability(name, prompts, responses) for name in self.models}
+        probs = {name: self._rm_probability(name, prompts, responses, finished) for name in self.models}
         if len(probs) == 1:
             return next(iter(probs.values()))
         from .combined_reward import combined_reward

@@ -1,4 +1,5 @@
-"""What the RLHF stages share around the models: device choice, policy loading, the hand-off to SFT."""
+"""What the RLHF stages share around the models: policy loading and the hand-off to SFT (device, dtype and
+ranks are `polyglot_llama.runtime`'s)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,7 @@ import torch
 from ..config import from_dict
 from ..errors import UserError
 from ..model.checkpoint import check_vocab_matches, load_causal_lm, load_tokenizer
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def frozen_dtype(device: torch.device) -> torch.dtype:
-    """Frozen models (reference policy, RMs) run in bf16 on GPUs that support it, fp32 elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+from ..runtime import pick_device
 
 
 def load_policy(model_path: str, tokenizer_path: str = "", device: torch.device | None = None,

@@ -328,15 +328,15 @@ def _report(table: list[dict]) -> str:
 # ----------------------------------------------------------------------------------------- stage
 
 def _load_model(cfg: GattConfig):
-    import torch
-
     from ..model.checkpoint import check_vocab_matches, load_causal_lm, load_tokenizer
+    from ..runtime import frozen_dtype, pick_device
 
     tokenizer_dir = cfg.tokenizer or cfg.model
     tokenizer = load_tokenizer(tokenizer_dir)
-    model = load_causal_lm(cfg.model, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    device = pick_device()  # sampling only: bf16 where the GPU supports it (the runtime's rule), else fp32
+    model = load_causal_lm(cfg.model, dtype=frozen_dtype(device))
     check_vocab_matches(model, tokenizer, cfg.model, tokenizer_dir)
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer, tokenizer_dir
+    return model.to(device).eval(), tokenizer, tokenizer_dir
 
 
 def run(cfg: GattConfig) -> dict:

@@ -19,7 +19,7 @@ from polyglot_llama.rlhf.ppo import PPOConfig, batch_prompts, run, split_holdout
 from polyglot_llama.rlhf.prompts import Prompt
 
 STEP_KEYS = {"step", "reward", "kl", "entropy", "clip_fraction", "value_loss", "approx_kl", "policy_loss",
-             "value_clip_fraction", "grad_norm", "response_length", "rollout_s", "scoring_s", "logprob_s", "update_s"}
+             "value_clip_fraction", "grad_norm", "response_length", "cut_off", "rollout_s", "scoring_s", "logprob_s", "update_s"}
 
 
 def write_prompt_sets(tmp_path):
@@ -40,7 +40,9 @@ def ppo_config(model, output, train, held, **extra):
         "reward": {"kind": "target_script"}, "reward_shaping": "whiten", "value_model": "shared",
         "sampling": {"temperature": 1.0, "max_new_tokens": 4, "batch_size": 32, "backend": "hf"},
         "steps": 12, "batch_size": 32, "mini_batch_size": 8, "micro_batch_size": 8, "kl_beta": 0.02,
-        "optim": {"lr": 1e-2}, "eval_every": 6, "patience": 0, "save_every": 6, **extra,
+        "optim": {"lr": 1e-2}, "eval_every": 6, "patience": 0, "save_every": 6,
+        "missing_eos_penalty": 0.0,  # 4-token answers are cut off by design
+        **extra,
     })
 
 

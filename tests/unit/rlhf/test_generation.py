@@ -86,3 +86,27 @@ def test_bad_sampling_settings_are_one_line_errors():
 def test_derive_seed_is_stable_and_distinct():
     assert derive_seed(0, "p1", 3) == derive_seed(0, "p1", 3)
     assert len({derive_seed(0, "p1", k) for k in range(100)}) == 100
+
+
+def test_checkpoint_generation_config_is_not_inherited(en_model_dir):
+    # A checkpoint that ships a repetition penalty and no-repeat n-grams: greedy decoding must still be the
+    # plain argmax of the model's logits, step by step (computed here without `generate`).
+    model, tok = load_causal_lm(en_model_dir), load_tokenizer(en_model_dir)
+    model.generation_config.repetition_penalty = 50.0
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.top_k = 1
+    prompt = _prompts(tok, ["The history of the world"])[0]
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(10):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    expected = ids[len(prompt):]
+    assert len(set(expected)) < len(expected)  # the untrained model repeats itself: the penalties would bite
+    model.generation_config.suppress_tokens = [expected[0]]  # any other processor it ships is ignored too
+    ours = generate(model, tok, [prompt], SamplingConfig(max_new_tokens=10, temperature=0, backend="hf"), [0], progress=False)[0]
+    assert ours.completion_ids == expected[: len(ours.completion_ids)]
+    assert model.generation_config.repetition_penalty == 50.0  # the model's own config is restored
+    # ... and a config that asks for the penalty gets it
+    asked = generate(model, tok, [prompt], SamplingConfig(max_new_tokens=10, temperature=0, backend="hf",
+                                                          no_repeat_ngram_size=1), [0], progress=False)[0]
+    assert len(set(asked.completion_ids)) == len(asked.completion_ids)

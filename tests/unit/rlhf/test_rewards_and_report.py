@@ -88,3 +88,32 @@ def test_target_language_reward_uses_the_lid_model():
     scores = scorer([ko, ko, de], ["오늘은 날씨가 정말 좋습니다. 산책하러 갈까요?", "The weather is really nice today.",
                                    "Heute ist das Wetter wirklich schön."])
     assert scores[0] > 0.8 and scores[1] < 0.1 and scores[2] > 0.8
+
+
+def test_cut_off_answers_are_scored_without_a_closing_eos(tmp_path, en_model_dir, monkeypatch):
+    import json
+
+    import polyglot_llama.model.reward_model as reward_model
+    from polyglot_llama.model.checkpoint import load_tokenizer, save_checkpoint
+
+    rm_dir = tmp_path / "rm"
+    save_checkpoint(reward_model.build_reward_model(en_model_dir), rm_dir, tokenizer_dir=en_model_dir,
+                    extra_files={"reward_config.json": json.dumps({"kind": "helpfulness"})})
+    tokenizer = load_tokenizer(en_model_dir)
+    seen = []
+
+    def last_token(model, input_ids, attention_mask):  # the RM "score" is the token the RM would read it at
+        last = attention_mask.sum(dim=1) - 1
+        seen.extend(input_ids[torch.arange(len(last)), last].tolist())
+        return torch.zeros(len(last))
+
+    monkeypatch.setattr(reward_model, "sequence_scores", last_token)
+    scorer = RewardScorer(RewardConfig(helpfulness_model=str(rm_dir)), tokenizer)
+    prompts = [Prompt("a", "en", [{"role": "user", "content": "Hi?"}])] * 2
+    scorer(prompts, ["Hello there", "Hello there"], [True, False])
+    full = reward_model.encode_conversation(prompts[0].messages, "Hello there", tokenizer)
+    assert full[-1] == tokenizer.eos_token_id != full[-2]
+    assert sorted(seen) == sorted([tokenizer.eos_token_id, full[-2]])  # finished: read at </s>; cut off: at its last word
+    seen.clear()
+    scorer(prompts, ["Hello there", "Hello there"])  # no flags: every answer is a finished one
+    assert seen == [tokenizer.eos_token_id] * 2
