@@ -100,7 +100,7 @@ class DPOConfig:
     loss: Literal["sigmoid", "ipo", "odpo"] = "sigmoid"
     """sigmoid: DPO (Rafailov et al. 2023); ipo: IPO (Azar et al. 2023); odpo: DPO with a per-pair offset from the strength label (Amini et al. 2024)."""
     beta: float = 0.1
-    """β of the implicit reward β·log π/π_ref (DPO paper's default, Rafailov et al. 2023 §6); smaller stays further from the reference."""
+    """β of the implicit reward β·log π/π_ref (DPO paper's default, Rafailov et al. 2023 §6); larger keeps the policy closer to the reference."""
     label_smoothing: float = 0.0
     """ε: assumed probability that a pair's label is flipped (cDPO, Mitchell 2023); sigmoid and odpo only."""
     tau: float = 0.1

@@ -9,10 +9,11 @@ import json
 import random
 
 import pytest
+from safetensors.torch import load_file
 
 from polyglot_llama.cli import resolve
 from polyglot_llama.train import checkpointing
-from polyglot_llama.train.dpo import DPOConfig, DPODataConfig, run
+from polyglot_llama.train.dpo import DPOConfig, DPODataConfig, LoraOptions, run
 from polyglot_llama.train.loop import LoopConfig, OptimConfig, ScheduleConfig
 
 from polyglot_test_utils import sample_texts
@@ -136,3 +137,17 @@ def test_cli_flags_build_the_config(tmp_path):
     # The DPO paper's defaults (Rafailov et al. 2023, App. B): β 0.1, lr 1e-6, 150 warm-up steps, 64 pairs per step.
     default, _ = resolve("dpo", ["--model", "m", "--output", str(tmp_path), "--data.train", "a.jsonl"])
     assert (default.beta, default.optim.lr, default.schedule.warmup_steps, default.batch_size) == (0.1, 1e-6, 150, 64)
+
+
+def test_lora_trains_adapters_only_and_saves_a_merged_model(multi_model_dir, tmp_path, pair_files):
+    train_file = write_jsonl(tmp_path / "small.jsonl", [json.loads(l) for l in open(pair_files[0], encoding="utf-8")][:64])
+    validation_file = write_jsonl(tmp_path / "small_val.jsonl", [json.loads(l) for l in open(pair_files[1], encoding="utf-8")][:12])
+    output = tmp_path / "lora"
+    summary = run(_config(multi_model_dir, output, train_file, validation_file, steps=4, micro=8, lora=LoraOptions(r=4, dropout=0.0)))
+    assert summary["steps"] == 4
+    base, merged = load_file(multi_model_dir / "model.safetensors"), load_file(output / "model.safetensors")
+    assert sorted(merged) == sorted(base)  # a plain Llama directory: no adapter keys left
+    q_proj = "model.layers.0.self_attn.q_proj.weight"
+    assert (merged[q_proj] - base[q_proj]).abs().max() > 1e-6  # the merged adapter changed the attention
+    for name in ("model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight"):
+        assert (merged[name] == base[name]).all(), name  # untouched: only adapters were trained
