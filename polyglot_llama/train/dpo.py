@@ -284,6 +284,9 @@ def run(cfg: DPOConfig) -> dict:
     if not result["is_main_process"]:
         return summary
     install_chat_template(output, template or LLAMA2_CHAT_TEMPLATE)
+    # Sharded (FSDP/DeepSpeed) weights live across ranks: score the saved directory instead.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        trained = load_causal_lm(output)
     trained.to(device)
     after = preference_metrics(trained, validation_examples, cfg.beta, pad_id, cfg.eval_batch_size, autocast)
     reference = load_causal_lm(cfg.reference or cfg.model).to(device).eval()
