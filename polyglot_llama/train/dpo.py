@@ -194,7 +194,8 @@ def reference_pass(cfg: DPOConfig, examples: list[dict], pad_id: int, cache: Pat
         model = load_causal_lm(reference).to(state.device).eval()
         mine = list(range(state.process_index, len(examples), state.num_processes))
         chosen, rejected = dpo_data.answer_logprobs(model, [examples[i] for i in mine], pad_id, cfg.eval_batch_size,
-                                                    _autocast(state.device, _precision(cfg.loop)))
+                                                    _autocast(state.device, _precision(cfg.loop)),
+                                                    progress="reference pass" if state.is_main_process else "")
         del model
         gc.collect()
         merged = dict(gather_object(list(zip(mine, zip(chosen, rejected)))))
@@ -214,7 +215,10 @@ def _load_policy(cfg: DPOConfig):
     model = load_causal_lm(cfg.model)
     if not cfg.lora.r:
         return model
-    from peft import LoraConfig, get_peft_model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise UserError("key 'lora.r' is set but peft is not installed: pip install 'polyglot-llama[lora]', or set lora.r 0") from None
 
     return get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                                             target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM"))

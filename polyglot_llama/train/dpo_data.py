@@ -101,15 +101,18 @@ def collate(groups: list[list[dict]], pad_id: int) -> dict:
 
 
 @torch.no_grad()
-def answer_logprobs(model, examples: list[dict], pad_id: int, batch_size: int, autocast) -> tuple[list[float], list[float]]:
+def answer_logprobs(model, examples: list[dict], pad_id: int, batch_size: int, autocast,
+                    progress: str = "") -> tuple[list[float], list[float]]:
     """Summed log-probs of the chosen and rejected answers of each example under ``model`` (in order).
 
-    Batches are formed in length order to waste little compute on padding.
+    Batches are formed in length order to waste little compute on padding; ``progress`` names a progress bar.
     """
+    from tqdm.auto import tqdm
+
     device = next(model.parameters()).device
     chosen, rejected = [0.0] * len(examples), [0.0] * len(examples)
     order = sorted(range(len(examples)), key=lambda i: _length(examples[i]))
-    for start in range(0, len(order), batch_size):
+    for start in tqdm(range(0, len(order), batch_size), desc=progress, disable=not progress, unit="batch"):
         index = order[start:start + batch_size]
         batch = collate([[examples[i] for i in index]], pad_id)
         with autocast():
