@@ -41,6 +41,7 @@ STAGES: dict[str, Stage] = {
     "sft": Stage("polyglot_llama.train.sft", "SFTConfig", "Supervised fine-tuning in the model's chat template, loss on answers only."),
     "gatt": Stage("polyglot_llama.train.gatt", "GattConfig", "Build Ghost Attention training data (multi-turn, instruction in turn 1)."),
     "reward": Stage("polyglot_llama.train.reward", "RewardConfig", "Train a helpfulness or safety reward model with the margin ranking loss."),
+    "dpo": Stage("polyglot_llama.train.dpo", "DPOConfig", "Direct preference optimisation (DPO / IPO / ODPO with Llama 2 strength offsets) from an SFT checkpoint."),
     "reward eval": Stage("polyglot_llama.evaluation.reward_eval", "RewardEvalConfig", "Reward-model accuracy per language and strength, plots and tables."),
     "rejection-sampling": Stage("polyglot_llama.rlhf.rejection_sampling", "RejectionSamplingConfig", "Best-of-K sampling scored by the reward models, then SFT on the pool."),
     "ppo": Stage("polyglot_llama.rlhf.ppo", "PPOConfig", "PPO on the combined reward with a KL penalty to the reference policy."),

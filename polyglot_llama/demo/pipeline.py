@@ -204,6 +204,18 @@ def run(cfg: DemoConfig) -> dict:
     }, demo.path("ppo", "summary.json"),
         lambda r: f"batch reward {r['first']['reward']:.3f} (step 1) -> {r['last']['reward']:.3f} (step {r['steps']}), KL {r['last']['kl']:.4f}")
 
+    # DPO beside RM + PPO: the SFT model aligned directly on the helpfulness pairs (docs/dpo.md).
+    demo.stage("dpo", {
+        "model": demo.path("sft"), "output": demo.path("dpo"), "beta": 0.1, "batch_size": 8,
+        "data": {"train": [str(inputs / "preferences" / "helpful_train.jsonl")],
+                 "validation": [str(inputs / "preferences" / "helpful_validation.jsonl")]},
+        "loop": {**loop, "micro_batch_size": 8, "epochs": steps(2.0, 1.0)}, "optim": {"lr": 1.0e-4},
+        "schedule": {"warmup_steps": 5},
+    }, demo.path("dpo", "dpo_results.json"),
+        lambda r: f"held-out reward accuracy {r['validation_before']['overall']['accuracy']:.2f} -> "
+                  f"{r['validation']['overall']['accuracy']:.2f} (per language {_per_language_accuracy(r['validation'])}), "
+                  f"KL {r['kl_to_reference']['overall']:.4f} nats/token")
+
     # 6. Ghost Attention: build multi-turn data, train the PPO policy on it. The paper samples the answers
     #    from the latest RLHF model; a 1M-parameter policy after a few PPO steps often stops at once, so the
     #    demo samples from the SFT model, whose answers are never empty.

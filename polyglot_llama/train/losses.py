@@ -153,3 +153,56 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of softmax(logits) per position, in nats: [..., V] → [...]."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------- DPO
+# Shapes: B pairs. Log-probabilities are summed over each response's tokens (nats) unless said otherwise.
+
+
+def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probability of each row's labelled tokens and how many there are.
+
+    logits [N, T, V], labels [N, T] (-100 where not scored; position t predicts ``labels[t + 1]``, as in
+    `causal_lm_loss`) → (sum [N] in nats, token count [N]). Picks the label logit and subtracts the
+    log-sum-exp instead of building a [N, T, V] log-softmax copy.
+    """
+    shift_labels = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    mask = shift_labels != IGNORE_INDEX
+    logits = logits.float()
+    picked = logits.gather(-1, shift_labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    logprobs = (picked - torch.logsumexp(logits, dim=-1)) * mask
+    return logprobs.sum(-1), mask.sum(-1)
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float, label_smoothing: float = 0.0,
+             offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """Sigmoid DPO (Rafailov et al. 2023, eq. 7), conservative label smoothing ε (Mitchell 2023, "cDPO")
+    and a per-pair offset Δ (Amini et al. 2024, "ODPO"):
+
+        z = β·[(log π(y_c) − log π_ref(y_c)) − (log π(y_r) − log π_ref(y_r))] − Δ
+        loss = mean(−(1 − ε)·log σ(z) − ε·log σ(−z))
+
+    All inputs [B] summed log-probs; offsets [B] (in implicit-reward units) or None → scalar loss.
+    """
+    z = beta * ((policy_chosen.float() - ref_chosen.float()) - (policy_rejected.float() - ref_rejected.float()))
+    if offsets is not None:
+        z = z - offsets.to(z)
+    losses = -(1.0 - label_smoothing) * F.logsigmoid(z)
+    if label_smoothing:
+        losses = losses - label_smoothing * F.logsigmoid(-z)
+    return losses.mean()
+
+
+def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, chosen_tokens: torch.Tensor, rejected_tokens: torch.Tensor,
+             tau: float) -> torch.Tensor:
+    """IPO (Azar et al. 2023, eq. 17): mean((h − 1/(2τ))²), where h is the difference of the chosen and
+    rejected log-ratios log π/π_ref, each averaged over its response tokens (as TRL does, a normalisation
+    the IPO authors confirmed: without it the square grows with the response length).
+
+    Log-probs [B] summed over tokens, token counts [B] → scalar loss.
+    """
+    chosen = (policy_chosen.float() - ref_chosen.float()) / chosen_tokens.clamp_min(1)
+    rejected = (policy_rejected.float() - ref_rejected.float()) / rejected_tokens.clamp_min(1)
+    return ((chosen - rejected - 1.0 / (2.0 * tau)) ** 2).mean()
