@@ -11,12 +11,13 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..io import RejectCounter
-from ..rlhf.generation import SamplingConfig, derive_seed, generate
-from ..rlhf.prompts import Prompt, encode_prompts
-from ..rlhf.runtime import load_policy
+
+if TYPE_CHECKING:
+    from ..rlhf.prompts import Prompt
 
 
 @dataclass
@@ -42,7 +43,8 @@ class PairSourceConfig:
         for key in ("temperature_a", "temperature_b"):
             if not getattr(self, key) > 0:
                 raise UserError(f"key '{key}' is {getattr(self, key)}; it must be positive (sampled answers)")
-        SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature_a, top_p=self.top_p)
+        if not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.max_prompt_tokens < 1:
+            raise UserError("key 'top_p' must be in (0, 1], 'max_new_tokens' and 'max_prompt_tokens' at least 1")
         if self.model_b and not self.model_a:
             raise UserError("key 'model_b' is set but 'model_a' is empty; set model_a (and model_b if it differs)")
         if not self.model_b and self.model_a and self.temperature_a == self.temperature_b:
@@ -56,7 +58,7 @@ class PairSourceConfig:
 
 @dataclass
 class Pair:
-    prompt: Prompt
+    prompt: "Prompt"
     answer_a: str
     answer_b: str
     source_a: str
@@ -64,9 +66,14 @@ class Pair:
 
 
 class PairGenerator:
-    """Loads the one or two models once; `pairs` may be called from several threads (one at a time)."""
+    """Loads the one or two models once; `pairs` may be called from several threads (one at a time).
+
+    torch and the generation code are imported here, not at module level, so a server without a model
+    starts in a fraction of a second."""
 
     def __init__(self, cfg: PairSourceConfig):
+        from ..rlhf.runtime import load_policy
+
         if not cfg.enabled:
             raise UserError("no model to generate answers with; set pair_source.model_a")
         self.cfg = cfg
@@ -80,7 +87,10 @@ class PairGenerator:
         self.sources = (f"{cfg.model_a}@T={cfg.temperature_a}", f"{cfg.model_b or cfg.model_a}@T={cfg.temperature_b}")
         self._lock = threading.Lock()
 
-    def _sample(self, model, tokenizer, prompts: list[Prompt], temperature: float, side: str, rejects) -> dict[str, str]:
+    def _sample(self, model, tokenizer, prompts: list["Prompt"], temperature: float, side: str, rejects) -> dict[str, str]:
+        from ..rlhf.generation import SamplingConfig, derive_seed, generate
+        from ..rlhf.prompts import Prompt, encode_prompts
+
         encoded = encode_prompts([Prompt(p.id, p.lang, p.messages, p.is_safety, p.category) for p in prompts],
                                  tokenizer, self.cfg.max_prompt_tokens, rejects)
         sampling = SamplingConfig(max_new_tokens=self.cfg.max_new_tokens, temperature=temperature,
@@ -89,7 +99,7 @@ class PairGenerator:
         out = generate(model, tokenizer, [p.ids for p in encoded], sampling, seeds, progress=False)
         return {p.id: g.text for p, g in zip(encoded, out)}
 
-    def pairs(self, prompts: list[Prompt], rejects: RejectCounter | None = None) -> list[Pair]:
+    def pairs(self, prompts: list["Prompt"], rejects: RejectCounter | None = None) -> list[Pair]:
         """One pair per usable prompt; prompts too long, or whose two answers are identical or empty, are
         counted in ``rejects`` (file 'generation', line = position in ``prompts``)."""
         rejects = rejects if rejects is not None else RejectCounter()
@@ -105,7 +115,7 @@ class PairGenerator:
             elif a[prompt.id] == b[prompt.id]:
                 rejects.add("generation", i, "identical answers", prompt.id)
             else:
-                swap = random.Random(derive_seed(self.cfg.seed, "order", prompt.id)).random() < 0.5
+                swap = random.Random(f"{self.cfg.seed}/order/{prompt.id}").random() < 0.5
                 pair = (a[prompt.id], b[prompt.id], *self.sources)
                 if swap:
                     pair = (pair[1], pair[0], pair[3], pair[2])

@@ -25,10 +25,8 @@ from starlette.routing import Route
 
 from ..errors import UserError
 from ..languages import normalize_language
-from ..rlhf.prompts import Prompt
 from .agreement import agreement_by_language
 from .i18n import UI_LANGS, direction, strings
-from .pairs import PairGenerator
 from .store import KINDS, SAFETY_BINS, STRENGTHS, Store
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "annotate"
@@ -45,7 +43,7 @@ class BodyTooLarge(Exception):
 
 
 class AnnotationApp:
-    def __init__(self, store: Store, generator: PairGenerator | None = None, max_body_bytes: int = 65536,
+    def __init__(self, store: Store, generator=None, max_body_bytes: int = 65536,
                  max_text_chars: int = 8000, secure_cookies: bool = False):
         self.store, self.generator = store, generator
         self.max_body_bytes, self.max_text_chars, self.secure_cookies = max_body_bytes, max_text_chars, secure_cookies
@@ -173,6 +171,8 @@ class AnnotationApp:
         if self.generator is None:
             self.store.add_pending_prompt(annotator, lang, kind, dialog)
             return False
+        from ..rlhf.prompts import Prompt
+
         prompt = Prompt(f"live-{secrets.token_hex(6)}", lang, dialog, is_safety=kind == "safety")
         pairs = self.generator.pairs([prompt])
         if not pairs:
