@@ -194,7 +194,8 @@ class Store:
         with self.transaction() as db:
             row = db.execute(
                 "SELECT i.* FROM assignments s JOIN items i ON i.id = s.item_id WHERE s.annotator_id = ? AND NOT EXISTS "
-                "(SELECT 1 FROM labels l WHERE l.item_id = i.id AND l.annotator_id = ?) ORDER BY s.assigned_at LIMIT 1",
+                "(SELECT 1 FROM labels l WHERE l.item_id = i.id AND l.annotator_id = ?) "
+                "ORDER BY (i.created_by IS NULL), s.assigned_at LIMIT 1",  # a pair they just asked for comes first
                 (annotator.id, annotator.id)).fetchone()
             if row is not None:
                 db.execute("UPDATE assignments SET assigned_at = ? WHERE item_id = ? AND annotator_id = ?",

@@ -94,3 +94,15 @@ def test_tokens_and_sessions_are_stored_hashed(tmp_path):
 def test_missing_database_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no annotation database"):
         Store(tmp_path / "none.db")
+
+
+def test_a_live_pair_comes_before_the_open_assignment(tmp_path):
+    store = make_store(tmp_path, [("ko", 1, None)])
+    kim = login(store, "kim")
+    assert store.next_item(kim).id == 1  # open, not yet labelled
+    with store.transaction() as db:
+        live = store.add_item(db, "ko", "helpfulness", [{"role": "user", "content": "more"}], "x", "y", created_by=kim.id)
+        store.assign(db, live, kim.id)
+    assert store.next_item(kim).id == live
+    label(store, kim, live)
+    assert store.next_item(kim).id == 1

@@ -114,6 +114,7 @@ def test_admin_view_progress_agreement_flags(project):
     assert stats["flagged"] == [{"item": 1, "lang": "ko", "annotator": "lee", "note": "wrong language"}]
     page = boss.get("/admin").text
     assert "wrong language" in page and "0.0 %" in page
+    assert "<th>Items</th>" in page and "built-in method" not in page
 
 
 def test_logout_ends_the_session_and_static_files(project):
