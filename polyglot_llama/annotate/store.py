@@ -217,6 +217,10 @@ class Store:
                 params + [annotator.id]).fetchone()
             if row is None:
                 return None
+            # Expired assignments of others to this item end here, so a late label cannot exceed `required`.
+            db.execute("DELETE FROM assignments WHERE item_id = ? AND annotator_id != ? AND assigned_at <= ? AND NOT EXISTS "
+                       "(SELECT 1 FROM labels l WHERE l.item_id = assignments.item_id AND l.annotator_id = assignments.annotator_id)",
+                       (row["id"], annotator.id, now - self.lease_s))
             db.execute("INSERT INTO assignments VALUES (?,?,?)", (row["id"], annotator.id, now))
             return _item(row)
 
@@ -233,7 +237,8 @@ class Store:
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM assignments WHERE item_id = ? AND annotator_id = ?",
                           (item_id, annotator.id)).fetchone() is None:
-                raise UserError(f"item {item_id} is not assigned to {annotator.name}")
+                raise UserError(f"item {item_id} is not assigned to {annotator.name} (or was left open too long and "
+                                "given to someone else); reload the page for your next item")
             try:
                 cur = db.execute("INSERT INTO labels (item_id, annotator_id, choice, strength, safety, flagged, note, "
                                  "created_at) VALUES (?,?,?,?,?,?,?,?)",
