@@ -47,6 +47,11 @@ STAGES: dict[str, Stage] = {
     "ppo": Stage("polyglot_llama.rlhf.ppo", "PPOConfig", "PPO on the combined reward with a KL penalty to the reference policy."),
     "rlhf": Stage("polyglot_llama.rlhf.driver", "RLHFConfig", "Iterate rejection-sampling rounds, then PPO; resumable at round boundaries."),
     "context-distill": Stage("polyglot_llama.rlhf.context_distillation", "ContextDistillationConfig", "Safety context distillation with a safety preprompt, kept where the safety RM prefers it."),
+    "annotate prepare": Stage("polyglot_llama.annotate.prepare", "PrepareConfig", "Sample answer pairs from two checkpoints/temperatures into an annotation database."),
+    "annotate import": Stage("polyglot_llama.annotate.import_pairs", "ImportConfig", "Load answer pairs in the chosen/rejected layout as items to annotate."),
+    "annotate add-annotator": Stage("polyglot_llama.annotate.annotators", "AddAnnotatorConfig", "Create an annotator or admin login; prints the token once."),
+    "annotate serve": Stage("polyglot_llama.annotate.serve", "ServeConfig", "Run the local annotation web app (Llama 2 comparison protocol)."),
+    "annotate export": Stage("polyglot_llama.annotate.export", "ExportConfig", "Write labels as reward/dpo preference JSONL, split helpfulness/safety."),
     "eval": Stage("polyglot_llama.evaluation.suite", "EvalConfig", "Run an evaluation suite on one or more checkpoints; JSON, Markdown and HTML report."),
     "demo": Stage("polyglot_llama.demo", "DemoConfig", "Adapt a tiny Llama to a new language end to end on the bundled sample data."),
 }
