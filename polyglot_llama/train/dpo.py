@@ -32,7 +32,7 @@ from typing import Literal
 
 import torch
 
-from ..chat import LLAMA2_CHAT_TEMPLATE, install_chat_template, load_template
+from ..chat import check_template_spec, install_chat_template, resolve_template
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, write_json, write_jsonl
@@ -95,8 +95,8 @@ class DPOConfig:
     """Frozen reference model (default: the same checkpoint as 'model')."""
     tokenizer: str = ""
     """Tokenizer directory (default: the model directory)."""
-    chat_template: str = "llama2"
-    """Chat format: 'llama2' (built in), 'tokenizer' (the tokenizer's own chat_template) or a Jinja file with {% generation %} blocks."""
+    chat_template: str = ""
+    """Chat format: '' (the tokenizer's own chat_template, Llama 2's when it has none), 'llama2', 'tokenizer' (its own, required), a Jinja string or a Jinja file."""
     loss: Literal["sigmoid", "ipo", "odpo"] = "sigmoid"
     """sigmoid: DPO (Rafailov et al. 2023); ipo: IPO (Azar et al. 2023); odpo: DPO with a per-pair offset from the strength label (Amini et al. 2024)."""
     beta: float = 0.1
@@ -123,6 +123,7 @@ class DPOConfig:
     def __post_init__(self):
         if not self.model:
             raise UserError("key 'model' is required: the chat (SFT) checkpoint to start the policy from")
+        check_template_spec(self.chat_template)
         if not self.output:
             raise UserError("key 'output' is required: the directory to write the aligned model to")
         for key in ("beta", "tau"):
@@ -234,8 +235,8 @@ def _by_language(examples: list[dict]) -> dict[str, list[dict]]:
 def run(cfg: DPOConfig) -> dict:
     output = Path(cfg.output)
     tokenizer_dir = cfg.tokenizer or cfg.model
-    template = load_template(cfg.chat_template, tokenizer_dir)
     tokenizer = load_tokenizer(tokenizer_dir)
+    template = resolve_template(cfg.chat_template, tokenizer, tokenizer_dir)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     grad_accum = resolve_grad_accum(cfg, world_size)
@@ -287,7 +288,7 @@ def run(cfg: DPOConfig) -> dict:
     save_final(trained, output, tokenizer_dir=tokenizer_dir)
     if not result["is_main_process"]:
         return summary
-    install_chat_template(output, template or LLAMA2_CHAT_TEMPLATE)
+    install_chat_template(output, template)
     # Sharded (FSDP/DeepSpeed) weights live across ranks: score the saved directory instead.
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         trained = load_causal_lm(output)
