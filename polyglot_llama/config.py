@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .checks import check_model_overrides
 from .io import write_text
+from .validation import check_fields
 
 
 @lru_cache(maxsize=None)
@@ -164,6 +166,9 @@ def from_dict(cls: type, data: dict, where: str = "config", prefix: str = ""):
     data = {k: _merge_onto_default(fields[k], hints[k], v) for k, v in data.items()}
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", where) for k, v in data.items()}
     try:
+        kwargs = check_fields(kwargs, prefix)
+        if "overrides" in fields and "preset" in fields:  # a model shape: preset + LlamaConfig overrides
+            check_model_overrides(kwargs.get("preset", fields["preset"].default), kwargs.get("overrides", {}))
         return cls(**kwargs)
     except UserError as e:
         message = str(e)

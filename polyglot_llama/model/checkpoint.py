@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..checks import check_model_dir, check_tokenizer_dir
 from ..errors import UserError
 
 SUPPORTED_MODEL_TYPES = ("llama",)
@@ -29,6 +30,7 @@ def read_model_config(path: str | os.PathLike) -> dict:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise UserError(f"{path}: no config.json; this is not a Hugging Face model directory")
+    check_model_dir(path)  # damaged config.json or safetensors, weights of another shape: one line naming the file
     config = json.loads(config_file.read_text())
     model_type = config.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
@@ -55,6 +57,7 @@ def load_tokenizer(path: str | os.PathLike):
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
         raise UserError(f"{path}: no tokenizer.json; give a Hugging Face tokenizer directory (e.g. from `polyglot-llama tokenizer train`)")
+    check_tokenizer_dir(path)
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
 
 
