@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from . import fingerprint
 from .checks import check_model_overrides
 from .io import write_text
 from .validation import check_fields
@@ -236,7 +237,12 @@ def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, 
 
 
 def write_resolved_config(cfg: Any, directory: str | Path, stage: str) -> Path:
-    """Write the fully resolved config as ``DIR/<stage>.config.yaml`` so the run can be repeated exactly."""
+    """Write the fully resolved config as ``DIR/<stage>.config.yaml`` so the run can be repeated exactly.
+
+    First claims ``directory`` for this run (`fingerprint.claim`): a folder holding a different run's
+    output is a `UserError`, so no stage resumes or reuses another run's state.
+    """
+    fingerprint.claim(to_dict(cfg), directory, stage)
     path = Path(directory) / f"{stage.replace(' ', '_')}.config.yaml"
     header = f"# Resolved config of `polyglot-llama {stage}`; rerun with: polyglot-llama {stage} --config {path.name}\n"
     body = yaml.safe_dump({"stage": stage, **to_dict(cfg)}, sort_keys=False, allow_unicode=True)

@@ -123,7 +123,7 @@ class RejectCounter:
         except OSError:
             size = 0
         self.lost_files.append({"file": file, "after_line": after_line, "reason": reason, "bytes": size})
-        self.add(file, after_line, f"{reason}; the rest of the file is skipped")
+        self.add(file, after_line, f"{reason}; skipped the rest of this {size:,}-byte file (shard quarantined)")
 
     @property
     def lost_bytes(self) -> int:
