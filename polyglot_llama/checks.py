@@ -68,6 +68,13 @@ def check_model_overrides(preset: str, overrides: dict[str, Any]) -> None:
     check_llama_shape({**shape, **overrides}, f"overrides of preset {preset!r}")
 
 
+def drop_remote_code_keys(config) -> None:
+    """Remove ``auto_map`` from a loaded model's config before it is saved: we load with
+    trust_remote_code=False, so the map was never used, and copying it would make every output checkpoint
+    ask its users to run someone's remote code."""
+    vars(config).pop("auto_map", None)
+
+
 def _read_json(path: Path, what: str) -> Any:
     try:
         text = path.read_bytes().decode("utf-8")

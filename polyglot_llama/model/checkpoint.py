@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..checks import check_model_dir, check_tokenizer_dir
+from ..checks import check_model_dir, check_tokenizer_dir, drop_remote_code_keys
 from ..errors import UserError
 
 SUPPORTED_MODEL_TYPES = ("llama",)
@@ -87,6 +87,7 @@ def save_checkpoint(model, output: str | os.PathLike, tokenizer=None, tokenizer_
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
+        drop_remote_code_keys(model.config)  # no auto_map (remote code) copied into outputs
         model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)

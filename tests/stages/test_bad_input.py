@@ -253,3 +253,63 @@ def test_subprocess_exit_2_and_no_traceback(argv, expected, bad, tmp_path):
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr
+
+
+def test_auto_map_is_not_copied_into_outputs(bad, tmp_path):
+    from polyglot_llama.model.checkpoint import load_causal_lm, save_checkpoint
+
+    source = tmp_path / "remote"
+    shutil.copytree(bad["model"], source)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "evil.Model"}}))
+    save_checkpoint(load_causal_lm(source), tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "auto_map" not in written and written["hidden_size"] == config["hidden_size"]
+
+
+def test_pretrain_refuses_another_runs_folder(bad, tmp_path, capsys):
+    """The audit's case: pretrain into a finished run's folder with another lr "resumed" at its last step."""
+    out = tmp_path / "run"
+    argv = ["pretrain", "--model", str(bad["model"]), "--output", str(out), "--data.train", str(SAMPLE_DIR / "en.jsonl"),
+            "--data.seq-len", "64", "--loop.micro-batch-size", "4", "--loop.max-steps", "2", "--schedule.warmup-steps", "1"]
+    assert cli.main(argv + ["--optim.lr", "0.003"]) == 0
+    capsys.readouterr()
+    assert cli.main(argv + ["--optim.lr", "0.001"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different `pretrain` run (optim.lr 0.003 -> 0.001)" in err[0]
+
+
+def test_demo_into_another_languages_folder_is_refused(tmp_path, capsys):
+    from polyglot_llama import fingerprint
+    from polyglot_llama.config import to_dict
+    from polyglot_llama.demo.pipeline import DemoConfig
+
+    out = tmp_path / "demo"
+    fingerprint.claim(to_dict(DemoConfig(lang="ko", quick=True, output=str(out))), out, "demo")  # a Korean demo's folder
+    assert cli.main(["demo", "--lang", "ja", "--quick", "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'lang "ko" -> "ja"' in err[0] and "--overwrite" in err[0]
+
+
+def test_demo_step_reruns_when_its_inputs_change(tmp_path, capsys):
+    """Each demo step is keyed on its config and input bytes: unchanged -> reused; changed -> its folder is
+    cleared and the step runs again (a stale artefact is never reused because its folder exists)."""
+    from polyglot_llama.demo.pipeline import Demo, DemoConfig
+
+    text = tmp_path / "text.jsonl"
+    shutil.copy(SAMPLE_DIR / "en.jsonl", text)
+    out = tmp_path / "demo"
+
+    def step() -> str:
+        demo = Demo(DemoConfig(output=str(out)))
+        demo.stage("tokenizer train", {"input": [str(text)], "output": str(out / "tok"), "vocab_size": 300},
+                   str(out / "tok" / "tokenizer.json"), lambda r: "")
+        return demo.summary[-1]["status"]
+
+    assert step() == "ran"
+    (out / "tok" / "stale.txt").write_text("left by the previous run")
+    assert step() == "reused"
+    shutil.copy(SAMPLE_DIR / "de.jsonl", text)  # same path, other content
+    assert step() == "ran"
+    assert not (out / "tok" / "stale.txt").exists()
+    assert step() == "reused"
