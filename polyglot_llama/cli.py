@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import sys
 import traceback
 import typing
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         output = fingerprint.output_of(cfg)
         if output and options["overwrite"]:
             fingerprint.clear_output(output)
-        if output:  # before the stage touches the folder: never resume or reuse a different run's output
+        if output and os.path.isdir(output):  # before the stage touches it: never resume or reuse another run's output
             fingerprint.claim(to_dict(cfg), output, name)
         log_file = runlog.setup(name, output, options["verbose"])
         result = run(cfg)
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # a bug, not a user mistake: one line here, the traceback in the log file
         log_file = log_file or runlog.log_file_for(name, None)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "a", encoding="utf-8") as f:
             f.write(traceback.format_exc())
         print(f"polyglot-llama {name}: internal error: {type(e).__name__}: {_first_line(e)} "

@@ -27,8 +27,16 @@ _NOT_RESULT_KEYS = frozenset({"output", "log_every", "workers", "num_proc", "res
 _MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "chat_template.jinja", "tokenizer.model")
 _OWN_SUFFIXES = (".fingerprint.json", ".config.yaml", ".log")
-_FULL_HASH_BYTES = 32 << 20  # files up to 32 MiB are hashed whole
-_SAMPLES, _SAMPLE_BYTES = 64, 64 << 10  # bigger ones: 64 blocks of 64 KiB spread over the file, plus the size
+# Files up to 4 MiB are hashed whole; bigger ones by 16 blocks of 64 KiB spread over the file, plus the size:
+# at most 1 MiB read per input file, so fingerprinting a corpus of thousands of shards stays cheap next to
+# reading it. Any retraining changes every block of a weights file; an in-place edit of a big corpus shard
+# that keeps its size and misses every block is the blind spot (mtimes are no better: rewriting the same
+# bytes, as the demo does, would look like a change).
+_FULL_HASH_BYTES = 4 << 20
+_SAMPLES, _SAMPLE_BYTES = 16, 64 << 10
+# How long a run lasts: a rerun with more steps extends the run in its folder (PPO, RLHF rounds), so these
+# may differ between runs sharing a folder; everything else may not.
+_LENGTH_KEYS = frozenset({"steps", "max_steps", "epochs", "rounds"})
 # Stages that key their own caches on content (eval reuses per (checkpoint, task) results and may be
 # pointed at more checkpoints later): their fingerprint is recorded, but a different one is not an error.
 SELF_KEYED_STAGES = frozenset({"eval"})
@@ -36,7 +44,7 @@ _digest_cache: dict[tuple[str, int, int], str] = {}
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of the content (of evenly spread blocks for files over 32 MiB), prefixed by the size."""
+    """sha256 of the content (of evenly spread blocks for files over 4 MiB), prefixed by the size."""
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key in _digest_cache:
@@ -118,6 +126,15 @@ def compute(config: dict, stage: str, output: str | os.PathLike | None = None) -
     return json.loads(json.dumps(fp, ensure_ascii=False, default=str))  # as stored: tuples, int keys, paths
 
 
+def _without_length(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: _without_length(v) for k, v in config.items()
+                if not (k in _LENGTH_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool))}
+    if isinstance(config, list):
+        return [_without_length(v) for v in config]
+    return config
+
+
 def fingerprint_path(directory: str | os.PathLike, stage: str) -> Path:
     return Path(directory) / f"{stage.replace(' ', '_')}.fingerprint.json"
 
@@ -164,10 +181,11 @@ def claim(config: dict, directory: str | os.PathLike, stage: str) -> dict:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
-        same = old is not None and (old.get("config"), old.get("inputs")) == (new["config"], new["inputs"])
-        if same:
+        if old is not None and old == new:
             return new
-        if old is not None and stage not in SELF_KEYED_STAGES:
+        same_run = old is not None and (_without_length(old.get("config")), old.get("inputs")) == (
+            _without_length(new["config"]), new["inputs"])
+        if old is not None and not same_run and stage not in SELF_KEYED_STAGES:
             raise UserError(
                 f"{directory} holds the output of a different `{stage}` run ({'; '.join(differences(old, new))}); "
                 f"rerun with --overwrite to replace it, or choose another --output"

@@ -28,7 +28,7 @@ _ISO3_TO_ISO1 = {
     "uzb": "uz", "uzn": "uz", "vie": "vi", "yid": "yi", "ydd": "yi", "yor": "yo", "zho": "zh", "chi": "zh",
     "cmn": "zh", "zul": "zu", "xho": "xh", "hau": "ha", "ibo": "ig",
 }
-# Every ISO 639-1 code (184), so that a typo such as `xx` or `kr` is caught where a config is read.
+# Every ISO 639-1 code (and the withdrawn `sh` that lid.176 still emits), so that a typo such as `xx` or `kr` is caught where a config is read.
 ISO639_1 = frozenset("""
 aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee
 el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is

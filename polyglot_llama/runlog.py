@@ -16,6 +16,15 @@ from pathlib import Path
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _LazyFileHandler(logging.FileHandler):
+    """Creates the file (and the output folder) at the first record: a stage that fails before logging
+    anything leaves no folder behind."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
 def log_file_for(stage: str, output: str | None) -> Path:
     """``OUTPUT/<stage>.log``, or a file in the temp folder for stages without an output folder."""
     name = f"{stage.replace(' ', '_')}.log"
@@ -27,7 +36,6 @@ def log_file_for(stage: str, output: str | None) -> Path:
 def setup(stage: str, output: str | None, verbose: bool) -> Path:
     """Route logging for one CLI run; returns the log file's path."""
     log_file = log_file_for(stage, output)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -35,7 +43,7 @@ def setup(stage: str, output: str | None, verbose: bool) -> Path:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO if verbose else logging.WARNING)
     console.setFormatter(logging.Formatter(_FORMAT))
-    to_file = logging.FileHandler(log_file, encoding="utf-8")
+    to_file = _LazyFileHandler(log_file, encoding="utf-8", delay=True)
     to_file.setFormatter(logging.Formatter(_FORMAT))
     root.addHandler(console)
     root.addHandler(to_file)
@@ -46,7 +54,7 @@ def setup(stage: str, output: str | None, verbose: bool) -> Path:
         warnings_logger.propagate = False
         warnings_logger.handlers = [to_file]
     _route_transformers(verbose)
-    _route_datatrove(log_file, verbose)
+    _route_datatrove(stage, log_file, verbose)
     return log_file
 
 
@@ -68,11 +76,11 @@ def _route_transformers(verbose: bool) -> None:
 _DATATROVE_ORIGINALS: dict = {}
 
 
-def _route_datatrove(log_file: Path, verbose: bool) -> None:
+def _route_datatrove(stage: str, log_file: Path, verbose: bool) -> None:
     """datatrove logs through loguru and re-adds an INFO stderr sink for every task; keep its stderr sink at
     WARNING (INFO with --verbose) and copy everything to the run's log file. Its per-task logs stay in the
     pipeline's own logging folder."""
-    if "datatrove" not in sys.modules:
+    if "datatrove" not in sys.modules and stage != "demo":  # the demo imports corpus build only later
         return
     import datatrove.executor.base as executor_base
     import datatrove.utils.logging as dt_logging
@@ -85,14 +93,14 @@ def _route_datatrove(log_file: Path, verbose: bool) -> None:
     def default_sinks() -> None:
         logger.remove()
         logger.add(sys.stderr, level=level, colorize=False)
-        logger.add(str(log_file), level="DEBUG", colorize=False)
+        logger.add(str(log_file), level="DEBUG", colorize=False, delay=True)
 
     def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
         logfile = original_add(logging_dir, rank, local_rank, node_rank=node_rank)
         logger.remove()
         logger.add(logfile, level="DEBUG", colorize=False)
         logger.add(sys.stderr, level=level if local_rank == 0 else "ERROR", colorize=False)
-        logger.add(str(log_file), level="DEBUG", colorize=False)
+        logger.add(str(log_file), level="DEBUG", colorize=False, delay=True)
         return logfile
 
     dt_logging.setup_default_logger = default_sinks
