@@ -88,7 +88,7 @@ def _route_datatrove(stage: str, log_file: Path, verbose: bool) -> None:
 
     level = "INFO" if verbose else "WARNING"
     _DATATROVE_ORIGINALS.setdefault("setup_default_logger", dt_logging.setup_default_logger)
-    original_add = _DATATROVE_ORIGINALS.setdefault("add_task_logger", executor_base.add_task_logger)
+    _DATATROVE_ORIGINALS.setdefault("add_task_logger", executor_base.add_task_logger)
 
     def default_sinks() -> None:
         logger.remove()
@@ -96,11 +96,13 @@ def _route_datatrove(stage: str, log_file: Path, verbose: bool) -> None:
         logger.add(str(log_file), level="DEBUG", colorize=False, delay=True)
 
     def add_task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
-        logfile = original_add(logging_dir, rank, local_rank, node_rank=node_rank)
+        # datatrove's own version adds an INFO stderr sink and logs to it at once; same files, our levels.
         logger.remove()
+        logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
         logger.add(logfile, level="DEBUG", colorize=False)
         logger.add(sys.stderr, level=level if local_rank == 0 else "ERROR", colorize=False)
         logger.add(str(log_file), level="DEBUG", colorize=False, delay=True)
+        logger.info(f"Launching pipeline for {rank=}")
         return logfile
 
     dt_logging.setup_default_logger = default_sinks

@@ -313,3 +313,13 @@ def test_demo_step_reruns_when_its_inputs_change(tmp_path, capsys):
     assert step() == "ran"
     assert not (out / "tok" / "stale.txt").exists()
     assert step() == "reused"
+
+
+def test_datatrove_detail_goes_to_the_log_file(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    assert cli.main(["corpus", "build", "--input", str(SAMPLE_DIR / "en.jsonl"), "--output", str(out),
+                     "--languages", "en", "--steps", "gopher_quality"]) == 0
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "INFO" not in err and "Stats" not in err  # datatrove's per-task lines and statistics blocks
+    log = (out / "corpus_build.log").read_text()
+    assert "Launching pipeline" in log and "Stats" in log
