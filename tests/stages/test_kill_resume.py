@@ -90,3 +90,26 @@ def test_reward_killed_and_resumed_equals_uninterrupted(tmp_path, en_model_dir, 
     assert sorted(resumed) == sorted(full) == list(range(1, 7))
     assert all(resumed[s] == pytest.approx(full[s], abs=1e-6) for s in full)
     _same_weights(tmp_path / "full", tmp_path / "resumed")
+
+
+def test_rejection_sampling_killed_in_finetune_resumes_to_the_same_result(tmp_path, multi_model_dir, monkeypatch):
+    """Killed after sampling, during the pool fine-tune: the rerun reuses the samples and resumes the
+    fine-tune; pool, report and weights equal an uninterrupted run's."""
+    from polyglot_llama.io import write_jsonl
+    from polyglot_llama.rlhf import rejection_sampling
+
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"id": f"{lang}-{i}", "lang": lang, "prompt": text[:16 + i]}
+                          for lang in ("ko", "zh") for i, text in enumerate(sample_texts(lang)[:6])])
+    values = {"model": str(multi_model_dir), "prompts": [str(prompts)], "samples_per_prompt": 3,
+              "sampling": {"temperature": 1.0, "max_new_tokens": 6, "batch_size": 64, "backend": "hf"},
+              "reward": {"kind": "target_script"},
+              "sft": {"batch_size": 4, "loop": {"max_steps": 4, "save_every": 2, "micro_batch_size": 4, "mixed_precision": "no"},
+                      "optim": {"lr": 5e-3}, "schedule": {"kind": "constant", "warmup_steps": 0, "warmup_ratio": 0.0},
+                      "data": {"seq_len": 64}}}
+    _killed_then_resumed(rejection_sampling.run, rejection_sampling.RejectionSamplingConfig, values, tmp_path, monkeypatch)
+    for name in ("samples.jsonl", "pool.jsonl"):
+        assert (tmp_path / "full" / name).read_text() == (tmp_path / "resumed" / name).read_text()
+    full, resumed = (json.loads((tmp_path / run / "report.json").read_text()) for run in ("full", "resumed"))
+    assert resumed["all"] == full["all"] and resumed["sft"]["train_loss"] == pytest.approx(full["sft"]["train_loss"], abs=1e-6)
+    _same_weights(tmp_path / "full" / "model", tmp_path / "resumed" / "model")
