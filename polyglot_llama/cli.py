@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         output = fingerprint.output_of(cfg)
         if output and options["overwrite"]:
             fingerprint.clear_output(output)
+        if output and os.path.exists(output) and not os.path.isdir(output):
+            raise UserError(f"output {output} is a file, not a folder; choose another --output")
         if output and os.path.isdir(output):  # before the stage touches it: never resume or reuse another run's output
             fingerprint.claim(to_dict(cfg), output, name)
         log_file = runlog.setup(name, output, options["verbose"])

@@ -66,6 +66,10 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); fix or regenerate the file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); the file is damaged, regenerate it") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from None
 
 
 def cache_key(files: list[str], *parts: str) -> str:

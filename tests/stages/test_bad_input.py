@@ -62,6 +62,7 @@ def bad(tmp_path_factory, en_model_dir, en_tokenizer_dir):
     paths["garbage_tokenizer"] = root / "garbage_tokenizer"
     shutil.copytree(en_tokenizer_dir, paths["garbage_tokenizer"])
     (paths["garbage_tokenizer"] / "tokenizer.json").write_text('{"version": "1.0", "model": "nonsense"}', encoding="utf-8")
+    paths["weights"] = en_model_dir / "model.safetensors"
     paths["empty_dir"] = root / "empty_dir"
     paths["empty_dir"].mkdir()
     paths["a_file"] = root / "a_file.txt"
@@ -103,6 +104,10 @@ CASES = [
     ("empty data", lambda p, o: _sft(p["model"], p["empty_jsonl"], o), "no usable"),
     ("only shard is not gzip", lambda p, o: ["pretrain", "--model", str(p["model"]), "--data.train", str(p["not_gzip"]),
                                              "--output", str(o), "--loop.max-steps", "1", "--data.seq-len", "128"], "no usable text"),
+    ("binary config file", lambda p, o: ["sft", "--config", str(p["weights"])], "not UTF-8 text"),
+    ("config is a directory", lambda p, o: ["sft", "--config", str(p["empty_dir"])], "config file not found"),
+    ("output is a file", lambda p, o: ["model", "init", "--tokenizer", str(p["tokenizer"]), "--output", str(p["a_file"])],
+     "is a file, not a folder"),
     ("lid threshold -5", lambda p, o: ["corpus", "build", "--input", str(p["en_gz"]), "--output", str(o), "--languages", "en",
                                        "--lid.threshold", "-5"], "key 'lid.threshold' is -5.0"),
     ("language xx in build", lambda p, o: ["corpus", "build", "--input", str(p["en_gz"]), "--output", str(o), "--languages", "xx"],
