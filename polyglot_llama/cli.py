@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "a", encoding="utf-8") as f:
             f.write(traceback.format_exc())
+        if "--verbose" in rest:
+            traceback.print_exc()
         print(f"polyglot-llama {name}: internal error: {type(e).__name__}: {_first_line(e)} "
               f"(traceback in {log_file}; please report it)", file=sys.stderr)
         return 1
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else "(no message)"
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -53,13 +53,15 @@ def setup(stage: str, output: str | None, verbose: bool) -> Path:
         warnings_logger = logging.getLogger("py.warnings")
         warnings_logger.propagate = False
         warnings_logger.handlers = [to_file]
-    _route_transformers(verbose)
+    _route_transformers(stage, verbose)
     _route_datatrove(stage, log_file, verbose)
     return log_file
 
 
-def _route_transformers(verbose: bool) -> None:
+def _route_transformers(stage: str, verbose: bool) -> None:
     """transformers logs through its own stderr handler: send it to ours (file always, console if verbose)."""
+    if not (stage == "demo" or "torch" in sys.modules or "transformers" in sys.modules):
+        return  # a stage without models (corpus build): importing transformers would only cost a second
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_info()
