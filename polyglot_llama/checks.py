@@ -144,14 +144,23 @@ def check_model_dir(path: str | os.PathLike) -> None:
 
 
 def _check_weights_match_config(tensors: dict[str, dict], config: dict, path: Path) -> None:
-    hidden, vocab = config.get("hidden_size"), config.get("vocab_size")
-    expected = {"embed_tokens.weight": [vocab, hidden], "lm_head.weight": [vocab, hidden]}
+    hidden, vocab, ffn = config.get("hidden_size"), config.get("vocab_size"), config.get("intermediate_size")
+    heads = config.get("num_attention_heads")
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or (hidden // heads if hidden and heads else None)
+    kv_width = kv_heads * head_dim if kv_heads and head_dim else None
+    # tensor name suffix -> (expected shape, the config keys that give it)
+    expected = {
+        "embed_tokens.weight": ([vocab, hidden], "vocab_size and hidden_size"),
+        "lm_head.weight": ([vocab, hidden], "vocab_size and hidden_size"),
+        "self_attn.k_proj.weight": ([kv_width, hidden], "num_key_value_heads, head_dim and hidden_size"),
+        "mlp.gate_proj.weight": ([ffn, hidden], "intermediate_size and hidden_size"),
+    }
     for name, info in tensors.items():
-        for suffix, shape in expected.items():
+        for suffix, (shape, keys) in expected.items():
             if name.endswith(suffix) and None not in shape and list(info.get("shape", [])) != shape:
                 raise UserError(f"{path}: weights do not match config.json: {name} has shape {info.get('shape')} "
-                                f"but vocab_size {vocab} and hidden_size {hidden} give {shape}; "
-                                "the weights belong to another model, or config.json was edited")
+                                f"but {keys} give {shape}; the weights belong to another model, or config.json was edited")
     layers = {int(m.group(1)) for name in tensors if (m := _LAYER.search(name))}
     n_layers = config.get("num_hidden_layers")
     if layers and n_layers and len(layers) != n_layers:

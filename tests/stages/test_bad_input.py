@@ -55,6 +55,10 @@ def bad(tmp_path_factory, en_model_dir, en_tokenizer_dir):
     paths["other_shape"] = model_copy("other_shape")
     config = json.loads((en_model_dir / "config.json").read_text())
     (paths["other_shape"] / "config.json").write_text(json.dumps({**config, "hidden_size": 128}), encoding="utf-8")
+    paths["other_ffn"] = model_copy("other_ffn")
+    (paths["other_ffn"] / "config.json").write_text(json.dumps({**config, "intermediate_size": 96}), encoding="utf-8")
+    paths["other_kv"] = model_copy("other_kv")
+    (paths["other_kv"] / "config.json").write_text(json.dumps({**config, "num_key_value_heads": 4}), encoding="utf-8")
     paths["other_layers"] = model_copy("other_layers")
     (paths["other_layers"] / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}), encoding="utf-8")
     paths["garbage_tokenizer_model"] = model_copy("garbage_tokenizer_model")
@@ -95,6 +99,8 @@ CASES = [
     ("empty safetensors", lambda p, o: _sft(p["empty_weights"], p["chat"], o), "too short to be a safetensors file"),
     ("broken config.json", lambda p, o: _sft(p["broken_config"], p["chat"], o), "config.json is not valid JSON"),
     ("weights of another width", lambda p, o: _sft(p["other_shape"], p["chat"], o), "weights do not match config.json"),
+    ("weights of another FFN width", lambda p, o: _sft(p["other_ffn"], p["chat"], o), "mlp.gate_proj.weight has shape"),
+    ("weights of other KV heads", lambda p, o: _sft(p["other_kv"], p["chat"], o), "self_attn.k_proj.weight has shape"),
     ("weights of another depth", lambda p, o: _sft(p["other_layers"], p["chat"], o), "the weights hold 2 layers but num_hidden_layers is 3"),
     ("garbage tokenizer in model", lambda p, o: _sft(p["garbage_tokenizer_model"], p["chat"], o), "tokenizer.json is not valid JSON"),
     ("garbage tokenizer", lambda p, o: ["model", "init", "--tokenizer", str(p["garbage_tokenizer"]), "--output", str(o)],
