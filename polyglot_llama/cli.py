@@ -12,12 +12,14 @@ import argparse
 import dataclasses
 import importlib
 import json
-import logging
+import os
 import sys
+import traceback
 import typing
 from typing import NamedTuple
 
-from .config import _unwrap_optional, field_docs, load_config, parse_override
+from . import fingerprint, runlog
+from .config import _unwrap_optional, field_docs, load_config, parse_override, to_dict
 from .errors import UserError
 
 
@@ -101,6 +103,10 @@ def build_parser(name: str, stage: Stage, config_cls: type) -> argparse.Argument
     )
     flags = [f"--{stage.config_flag}"] + (["--config"] if stage.config_flag != "config" else [])
     parser.add_argument(*flags, dest="config_file", metavar="FILE.yaml", help="YAML config; flags below override it")
+    parser.add_argument("--overwrite", dest="overwrite_", action="store_true",
+                        help="delete the output folder of a previous, different run first (only folders polyglot-llama wrote)")
+    parser.add_argument("--verbose", dest="verbose_", action="store_true",
+                        help="show library logging (transformers, datatrove) on the console, not only in OUTPUT/<stage>.log")
     parser.add_argument("--set", dest="set_overrides_", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, dotted for nested ones (repeatable)")
     for dotted, tp, doc, default in _leaf_fields(config_cls):
@@ -127,6 +133,12 @@ def _find_stage(argv: list[str]) -> tuple[str, list[str]] | None:
 
 def resolve(name: str, argv: list[str]):
     """Parse a stage's command line into its config; returns (config, run function)."""
+    cfg, run, _ = resolve_with_options(name, argv)
+    return cfg, run
+
+
+def resolve_with_options(name: str, argv: list[str]):
+    """Like `resolve`, plus the CLI-only options: ``{"overwrite": bool, "verbose": bool}``."""
     stage = STAGES[name]
     module = importlib.import_module(stage.module)
     config_cls = getattr(module, stage.config)
@@ -136,19 +148,30 @@ def resolve(name: str, argv: list[str]):
         value = getattr(args, dotted, None)
         if value is not None:
             overrides[dotted] = value
-    return load_config(config_cls, args.config_file, overrides), module.run
+    options = {"overwrite": args.overwrite_, "verbose": args.verbose_}
+    return load_config(config_cls, args.config_file, overrides), module.run, options
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage. Exit 0 on success, 2 on a `UserError` (one line), 1 on an unexpected error (one line;
+    the traceback goes to the run's log file), 130 when interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     found = _find_stage(argv)
     if found is None:
         print(_top_help())
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     name, rest = found
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log_file = None
     try:
-        cfg, run = resolve(name, rest)
+        cfg, run, options = resolve_with_options(name, rest)
+        output = fingerprint.output_of(cfg)
+        if output and options["overwrite"]:
+            fingerprint.clear_output(output)
+        if output and os.path.exists(output) and not os.path.isdir(output):
+            raise UserError(f"output {output} is a file, not a folder; choose another --output")
+        if output and os.path.isdir(output):  # before the stage touches it: never resume or reuse another run's output
+            fingerprint.claim(to_dict(cfg), output, name)
+        log_file = runlog.setup(name, output, options["verbose"])
         result = run(cfg)
     except UserError as e:
         print(f"polyglot-llama {name}: error: {e}", file=sys.stderr)
@@ -156,8 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"polyglot-llama {name}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    except Exception as e:  # a bug, not a user mistake: one line here, the traceback in the log file
+        log_file = log_file or runlog.log_file_for(name, None)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a", encoding="utf-8") as f:
+            f.write(traceback.format_exc())
+        if "--verbose" in rest:
+            traceback.print_exc()
+        print(f"polyglot-llama {name}: internal error: {type(e).__name__}: {_first_line(e)} "
+              f"(traceback in {log_file}; please report it)", file=sys.stderr)
+        return 1
+    finally:
+        runlog.close()
+    print(json.dumps(result, ensure_ascii=False, default=str))
     return 0
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from . import fingerprint
+from .checks import check_model_overrides
 from .io import write_text
+from .validation import check_fields
 
 
 @lru_cache(maxsize=None)
@@ -164,6 +167,9 @@ def from_dict(cls: type, data: dict, where: str = "config", prefix: str = ""):
     data = {k: _merge_onto_default(fields[k], hints[k], v) for k, v in data.items()}
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", where) for k, v in data.items()}
     try:
+        kwargs = check_fields(kwargs, prefix)
+        if "overrides" in fields and "preset" in fields:  # a model shape: preset + LlamaConfig overrides
+            check_model_overrides(kwargs.get("preset", fields["preset"].default), kwargs.get("overrides", {}))
         return cls(**kwargs)
     except UserError as e:
         message = str(e)
@@ -211,7 +217,13 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); a config must be a YAML text file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the config ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
@@ -231,7 +243,12 @@ def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, 
 
 
 def write_resolved_config(cfg: Any, directory: str | Path, stage: str) -> Path:
-    """Write the fully resolved config as ``DIR/<stage>.config.yaml`` so the run can be repeated exactly."""
+    """Write the fully resolved config as ``DIR/<stage>.config.yaml`` so the run can be repeated exactly.
+
+    First claims ``directory`` for this run (`fingerprint.claim`): a folder holding a different run's
+    output is a `UserError`, so no stage resumes or reuses another run's state.
+    """
+    fingerprint.claim(to_dict(cfg), directory, stage)
     path = Path(directory) / f"{stage.replace(' ', '_')}.config.yaml"
     header = f"# Resolved config of `polyglot-llama {stage}`; rerun with: polyglot-llama {stage} --config {path.name}\n"
     body = yaml.safe_dump({"stage": stage, **to_dict(cfg)}, sort_keys=False, allow_unicode=True)

@@ -1,6 +1,7 @@
 """The one exception type for user mistakes.
 
-The CLI prints a `UserError` as a single line (no traceback); everything else is a bug and keeps its traceback.
+The CLI prints a `UserError` as a single line (no traceback) and exits 2; anything else is a bug: one line
+and exit 1, with the traceback in the run's log file.
 Messages name the file, line or key at fault and say what to do.
 """
 

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,6 +66,10 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); fix or regenerate the file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); the file is damaged, regenerate it") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the file ({e.strerror or e})") from None
 
 
 def cache_key(files: list[str], *parts: str) -> str:
@@ -109,9 +114,24 @@ class RejectCounter:
     """Counts and keeps records that could not be read, with file, line and reason."""
 
     rejected: list[dict] = field(default_factory=list)
+    lost_files: list[dict] = field(default_factory=list)
+    """Files (shards) that could not be read to the end: ``{"file", "after_line", "reason", "bytes"}``."""
 
     def add(self, file: str, line: int, reason: str, raw: str = "") -> None:
         self.rejected.append({"file": file, "line": line, "reason": reason, "raw": raw[:2000]})
+
+    def lose_file(self, file: str, after_line: int, reason: str) -> None:
+        """Quarantine the rest of ``file``: it counts as one reject (so stage reports show it) and as a lost shard."""
+        try:
+            size = os.path.getsize(file)
+        except OSError:
+            size = 0
+        self.lost_files.append({"file": file, "after_line": after_line, "reason": reason, "bytes": size})
+        self.add(file, after_line, f"{reason}; skipped the rest of this {size:,}-byte file (shard quarantined)")
+
+    @property
+    def lost_bytes(self) -> int:
+        return sum(f["bytes"] for f in self.lost_files)
 
     @property
     def count(self) -> int:
@@ -124,53 +144,98 @@ class RejectCounter:
         return out
 
 
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning "this file cannot be read (any further)": corrupt or truncated gzip/zstd/Parquet,
+    permission denied, I/O errors. ``gzip.BadGzipFile`` is an ``OSError``; a truncated gzip raises EOFError."""
+    errors: list[type[BaseException]] = [OSError, EOFError, zlib.error]
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:
+        pass
+    try:
+        import pyarrow
+
+        errors.append(pyarrow.ArrowException)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def iter_records(files: list[str], rejects: RejectCounter, text_field: str | None = "text") -> Iterator[dict]:
     """Yield dict records from JSONL (.jsonl/.json, optionally .gz/.zst), Parquet or plain-text files.
 
     Plain text yields one record per non-empty paragraph (blank-line separated) as ``{"text": ...}``.
     Malformed lines, invalid UTF-8 and records without a string ``text_field`` are counted in ``rejects``
     and skipped; ``text_field=None`` skips that check (for records of other shapes, e.g. conversations).
+    A file that cannot be read (corrupt or truncated compression, permission denied) is quarantined: the
+    records before the damage are kept, the rest of the file is counted in ``rejects.lost_files`` with its
+    reason and size, and the run goes on with the other files.
     """
+    damage = _damage_errors()
     for path in files:
-        name = path[:-3] if path.endswith(".gz") else path[:-4] if path.endswith(".zst") else path
-        if name.endswith(".parquet"):
-            import pyarrow.parquet as pq
+        position = [0]  # records read from this file so far, for the reason text
+        try:
+            yield from _file_records(path, rejects, text_field, position)
+        except damage as e:
+            rejects.lose_file(path, position[0], _describe_damage(path, e))
 
-            for row_no, row in enumerate(pq.read_table(path).to_pylist(), start=1):
-                if text_field and not isinstance(row.get(text_field), str):
-                    rejects.add(path, row_no, f"missing or non-string field '{text_field}'", json.dumps(row, default=str))
-                    continue
-                yield row
-        elif name.endswith((".jsonl", ".json", ".ndjson")):
-            with _open_text(path) as raw:
-                for line_no, line_bytes in enumerate(io.BufferedReader(raw), start=1):
-                    try:
-                        line = line_bytes.decode("utf-8")
-                    except UnicodeDecodeError:
-                        rejects.add(path, line_no, "invalid UTF-8", line_bytes.decode("utf-8", "replace"))
-                        continue
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        rejects.add(path, line_no, f"malformed JSON: {e.msg}", line)
-                        continue
-                    if not isinstance(record, dict):
-                        rejects.add(path, line_no, "record is not a JSON object", line)
-                        continue
-                    if text_field and not isinstance(record.get(text_field), str):
-                        rejects.add(path, line_no, f"missing or non-string field '{text_field}'", line)
-                        continue
-                    yield record
-        else:
-            with _open_text(path) as raw:
-                data = raw.read()
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                rejects.add(path, 0, f"invalid UTF-8 at byte {e.start}")
+
+def _describe_damage(path: str, error: BaseException) -> str:
+    if isinstance(error, PermissionError):
+        return "unreadable file (permission denied)"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory, not a file"
+    if isinstance(error, EOFError):
+        return "truncated compressed file (ends before the end-of-stream marker)"
+    kind = "corrupt compressed file" if path.endswith((".gz", ".zst")) else "unreadable file"
+    detail = str(error).strip() or type(error).__name__
+    return f"{kind} ({detail})"
+
+
+def _file_records(path: str, rejects: RejectCounter, text_field: str | None, position: list[int]) -> Iterator[dict]:
+    name = path[:-3] if path.endswith(".gz") else path[:-4] if path.endswith(".zst") else path
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for row_no, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+            position[0] = row_no
+            if text_field and not isinstance(row.get(text_field), str):
+                rejects.add(path, row_no, f"missing or non-string field '{text_field}'", json.dumps(row, default=str))
                 continue
-            for para in text.split("\n\n"):
-                if para.strip():
-                    yield {"text": para.strip()}
+            yield row
+    elif name.endswith((".jsonl", ".json", ".ndjson")):
+        with _open_text(path) as raw:
+            for line_no, line_bytes in enumerate(io.BufferedReader(raw), start=1):
+                position[0] = line_no
+                try:
+                    line = line_bytes.decode("utf-8")
+                except UnicodeDecodeError:
+                    rejects.add(path, line_no, "invalid UTF-8", line_bytes.decode("utf-8", "replace"))
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    rejects.add(path, line_no, f"malformed JSON: {e.msg}", line)
+                    continue
+                if not isinstance(record, dict):
+                    rejects.add(path, line_no, "record is not a JSON object", line)
+                    continue
+                if text_field and not isinstance(record.get(text_field), str):
+                    rejects.add(path, line_no, f"missing or non-string field '{text_field}'", line)
+                    continue
+                yield record
+    else:
+        with _open_text(path) as raw:
+            data = raw.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            rejects.add(path, 0, f"invalid UTF-8 at byte {e.start}")
+            return
+        for para in text.split("\n\n"):
+            if para.strip():
+                yield {"text": para.strip()}

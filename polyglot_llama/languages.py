@@ -28,7 +28,19 @@ _ISO3_TO_ISO1 = {
     "uzb": "uz", "uzn": "uz", "vie": "vi", "yid": "yi", "ydd": "yi", "yor": "yo", "zho": "zh", "chi": "zh",
     "cmn": "zh", "zul": "zu", "xho": "xh", "hau": "ha", "ibo": "ig",
 }
-_ISO1 = set(_ISO3_TO_ISO1.values()) | {"bs", "sh"}
+# Every ISO 639-1 code (and the withdrawn `sh` that lid.176 still emits), so that a typo such as `xx` or `kr` is caught where a config is read.
+ISO639_1 = frozenset("""
+aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee
+el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is
+it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms
+mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk
+sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi
+yo za zh zu sh
+""".split())
+# Withdrawn two-letter codes that older data still carries.
+_ISO1_WITHDRAWN = {"iw": "he", "in": "id", "ji": "yi", "mo": "ro"}
+# ISO 639-2/3 codes for "no particular language" that configs use as a default.
+SPECIAL_CODES = frozenset({"und", "mul", "zxx", "mis"})
 
 # lid.176 (fastText) uses a few codes that are not ISO 639-1: `als` is Alemannic (ISO 639-3 `gsw`), not the
 # ISO 639-3 `als` (Tosk Albanian) that GlotLID means. Only fastText's labels go through this table.
@@ -56,7 +68,7 @@ def normalize_language(code: str) -> str:
         raise UserError(f"language code {code!r} is not an ISO 639 code; use e.g. 'ko', 'kor' or 'kor_Hang'")
     if len(base) == 3:
         return _ISO3_TO_ISO1.get(base, base)
-    return base
+    return _ISO1_WITHDRAWN.get(base, base)
 
 
 def normalize_lid_label(label: str, scheme: str = "auto") -> str:
@@ -71,6 +83,23 @@ def normalize_lid_label(label: str, scheme: str = "auto") -> str:
     if lid176_style and text in _LID176_SPECIAL:
         return _LID176_SPECIAL[text]
     return normalize_language(text)
+
+
+def check_language(code: str, key: str = "lang") -> str:
+    """Normalise a language code read from a config, rejecting two-letter codes that are not ISO 639-1.
+
+    Data records go through the lenient `normalize_language`; a config value is a promise about the whole
+    run, so `xx` must fail when the config loads, not after a model was loaded and 0 records matched.
+    Three-letter codes are not checked against the full ISO 639-3 table (7,900 codes), only their shape.
+    """
+    try:
+        normalized = normalize_language(code)
+    except UserError as e:
+        raise UserError(f"key '{key}': {e}") from None
+    if len(normalized) == 2 and normalized not in ISO639_1:
+        raise UserError(f"key '{key}' is {code!r}, which is not an ISO 639-1 language code; "
+                        "use e.g. 'ko', 'ja', 'de' (or a three-letter ISO 639-3 code such as 'yue')")
+    return normalized
 
 
 def language_name(code: str) -> str:

@@ -2,8 +2,8 @@
 
 Every step writes its stage config to ``OUTPUT/configs/NN_<stage>.yaml`` and runs it through the same
 ``load_config`` + ``run`` the CLI uses, so each step can be rerun by hand with
-``polyglot-llama <stage> --config OUTPUT/configs/NN_<stage>.yaml``. A step whose outputs exist is skipped,
-so an interrupted demo resumes where it stopped.
+``polyglot-llama <stage> --config OUTPUT/configs/NN_<stage>.yaml``. A step whose outputs exist and whose
+config and input bytes are unchanged is skipped, so an interrupted demo resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Callable
 import yaml
 
 from ..cli import STAGES
-from ..config import load_config
+from .. import fingerprint
+from ..config import load_config, to_dict
 from ..errors import UserError
 from ..io import write_json, write_text
 from . import data
@@ -69,11 +70,19 @@ class Demo:
         write_text(config_file, f"# polyglot-llama {stage} --config {config_file.name}\n"
                    + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         result_file = self.out / "results" / f"{self.step_no:02d}_{stage.replace(' ', '_')}.json"
+        # A step is reused only for the same config and the same input bytes (the language, upstream models and
+        # data all show up here), never because its folder exists: a ja demo must not reuse ko artefacts.
+        key_file = result_file.with_suffix(".fingerprint.json")
+        key = fingerprint.compute(config, stage, config.get("output"))
         start = time.perf_counter()
-        if Path(done_marker).exists() and result_file.is_file():
+        previous_key = _read_key(key_file)
+        if Path(done_marker).exists() and result_file.is_file() and previous_key == key:
             result = json.loads(result_file.read_text())
             status = "reused"
         else:
+            if previous_key != key and config.get("output") and fingerprint.is_run_folder(config["output"]):
+                fingerprint.clear_output(config["output"])  # the demo's own step folder, made for other inputs
+            write_json(key_file, key)  # before running: an interrupted step resumes, it is not cleared
             module = importlib.import_module(STAGES[stage].module)
             cfg = load_config(getattr(module, STAGES[stage].config), config_file)
             result = {k: v for k, v in module.run(cfg).items() if _jsonable(v)}
@@ -85,6 +94,13 @@ class Demo:
                              "summary": line, "config": str(config_file)})
         print(f"[{self.step_no:02d}] {stage:<20} {seconds:6.1f} s  {line}", flush=True)
         return result
+
+
+def _read_key(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _jsonable(value) -> bool:
@@ -103,6 +119,8 @@ def run(cfg: DemoConfig) -> dict:
     demo, lang, out = Demo(cfg), cfg.lang, Path(cfg.output)
     steps = (lambda full, quick: quick if cfg.quick else full)
     out.mkdir(parents=True, exist_ok=True)
+    # A folder holding a demo of another language (or preset, seed, --quick) is an error, not a resume.
+    fingerprint.claim(to_dict(cfg), out, "demo")
     started = time.perf_counter()
     langs = [lang, "en"]
 

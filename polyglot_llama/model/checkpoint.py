@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..checks import check_model_dir, check_tokenizer_dir, drop_remote_code_keys
 from ..errors import UserError
 
 SUPPORTED_MODEL_TYPES = ("llama",)
@@ -29,6 +30,7 @@ def read_model_config(path: str | os.PathLike) -> dict:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise UserError(f"{path}: no config.json; this is not a Hugging Face model directory")
+    check_model_dir(path)  # damaged config.json or safetensors, weights of another shape: one line naming the file
     config = json.loads(config_file.read_text())
     model_type = config.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
@@ -55,6 +57,7 @@ def load_tokenizer(path: str | os.PathLike):
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
         raise UserError(f"{path}: no tokenizer.json; give a Hugging Face tokenizer directory (e.g. from `polyglot-llama tokenizer train`)")
+    check_tokenizer_dir(path)
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
 
 
@@ -84,6 +87,7 @@ def save_checkpoint(model, output: str | os.PathLike, tokenizer=None, tokenizer_
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
+        drop_remote_code_keys(model.config)  # no auto_map (remote code) copied into outputs
         model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         if tokenizer_dir is not None:
             copy_tokenizer_files(tokenizer_dir, tmp)

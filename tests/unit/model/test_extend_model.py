@@ -119,5 +119,9 @@ def test_mismatched_model_and_tokenizer_are_one_line_errors(en_model_dir, multi_
     config = json.loads((small / "config.json").read_text())
     config["vocab_size"] = 400
     (small / "config.json").write_text(json.dumps(config))
+    from safetensors.torch import load_file, save_file  # the weights must match config.json (a damaged pair is refused)
+
+    weights = load_file(small / "model.safetensors")
+    save_file({k: v[:400] if v.shape[0] == 512 else v for k, v in weights.items()}, small / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(UserError, match="400 embedding rows but its tokenizer .* has 512 tokens"):
         run(ModelExtendConfig(model=str(small), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "x")))
