@@ -38,8 +38,9 @@ _SAMPLES, _SAMPLE_BYTES = 16, 64 << 10
 # may differ between runs sharing a folder; everything else may not.
 _LENGTH_KEYS = frozenset({"steps", "max_steps", "epochs", "rounds"})
 # Stages that key their own caches on content (eval reuses per (checkpoint, task) results and may be
-# pointed at more checkpoints later): their fingerprint is recorded, but a different one is not an error.
-SELF_KEYED_STAGES = frozenset({"eval"})
+# pointed at more checkpoints later) or rewrite every output from scratch (annotate export re-exports the
+# growing database): their fingerprint is recorded, but a different one is not an error.
+SELF_KEYED_STAGES = frozenset({"eval", "annotate export"})
 _digest_cache: dict[tuple[str, int, int], str] = {}
 
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import write_resolved_config
 from ..io import write_json, write_jsonl
 from .store import Store
 
@@ -38,6 +39,7 @@ def pair_record(row) -> dict:
 def run(cfg: ExportConfig) -> dict:
     store = Store(cfg.db)
     output = Path(cfg.output)
+    write_resolved_config(cfg, output, "annotate export")
     rows = store.labelled()
     kept = [r for r in rows if cfg.include_flagged or not r["flagged"]]
     counts = {}

@@ -71,3 +71,22 @@ def test_import_chosen_rejected_pairs_shuffled_counted_and_resumable(tmp_path):
     assert 3 <= sum(r["required"] == 2 for r in rows) <= 18
     again = import_pairs(ImportConfig(db=db, pairs=[str(pairs)], overlap=0.5, seed=3))
     assert again["added"] == 0
+
+
+def test_reexport_after_more_labels_through_the_cli(tmp_path, capsys):
+    from polyglot_llama.cli import main
+
+    db = str(tmp_path / "a.db")
+    store = Store(db, create=True)
+    with store.transaction() as conn:
+        for i in range(2):
+            store.add_item(conn, "ko", "helpfulness", [{"role": "user", "content": f"q{i}"}], f"a{i}", f"b{i}")
+    kim = annotator(store, "kim")
+    store.submit(kim, store.next_item(kim).id, "a", "better", "both_safe")
+    out = str(tmp_path / "export")
+    assert main(["annotate", "export", "--db", db, "--output", out]) == 0
+    store.submit(kim, store.next_item(kim).id, "b", "better", "both_safe")
+    with store.connect() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the new label reaches the database file itself
+    assert main(["annotate", "export", "--db", db, "--output", out]) == 0  # the database grew: not another run
+    assert len((tmp_path / "export" / "helpfulness.jsonl").read_text().splitlines()) == 2
