@@ -8,6 +8,7 @@ def _step(model, plan, lr=0.1):
     ids = torch.tensor([[1, 5, 300, 301, 2]])
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
+    plan.before_optimizer_step(model)
     optimizer.step()
     plan.after_optimizer_step(model)
 
