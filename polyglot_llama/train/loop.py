@@ -410,7 +410,9 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         if (loop.save_every and done % loop.save_every == 0) or done == total_steps:
             checkpointing.save(output_dir, done, model, optimizer, history, accelerator, loop.keep_checkpoints)
     bar.close()
-    accelerator.end_training()
+    # Not end_training(): it destroys the process group, which the next stage and save_final still need.
+    for tracker in accelerator.trackers:
+        tracker.finish()
     if eval_sets and not last_eval:  # resumed after the last step: evaluate the restored model
         last_eval = evaluate(model, eval_sets, collate_fn, step_fn, accelerator, loop.micro_batch_size, loop.max_eval_batches)
     return {
