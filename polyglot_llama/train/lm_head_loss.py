@@ -15,8 +15,13 @@ import torch.nn.functional as F
 
 from .losses import IGNORE_INDEX, causal_lm_loss, linear_cross_entropy
 
-CHUNK_TOKENS = 1024
-"""Rows of logits made at once: 1024 × V=49152 × 4 bytes = 200 MB of fp32."""
+CHUNK_BYTES = 64 * 2**20
+"""fp32 logits made at once: 64 MB is 341 rows at V=49152, 524 at V=32000, large enough to keep the matmul
+efficient and small beside the model's own activations."""
+
+
+def chunk_rows(vocab_size: int) -> int:
+    return max(64, CHUNK_BYTES // (4 * vocab_size))
 
 
 def _core(model):
@@ -36,12 +41,12 @@ def _plain_linear_head(model) -> torch.nn.Module | None:
     return head
 
 
-def causal_lm_model_loss(model, labels: torch.Tensor, chunk_size: int = CHUNK_TOKENS,
-                         **inputs) -> tuple[torch.Tensor, int]:
+def causal_lm_model_loss(model, labels: torch.Tensor, chunk_size: int = 0, **inputs) -> tuple[torch.Tensor, int]:
     """Forward ``model(**inputs)`` and return (mean next-token loss over counted targets, their count).
 
     labels [B, T] with -100 where no loss; position t predicts labels[t + 1], as `losses.causal_lm_loss`.
     Models whose logits are not a plain linear head fall back to full logits and `causal_lm_loss`.
+    ``chunk_size`` rows of logits are made at once (0: 64 MB of fp32 logits, see `chunk_rows`).
     """
     head = _plain_linear_head(model)
     if head is None:
@@ -53,7 +58,8 @@ def causal_lm_model_loss(model, labels: torch.Tensor, chunk_size: int = CHUNK_TO
 
     def project_and_score(module, args):
         hidden = args[0]  # [B, T, H]
-        result["sum"] = linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), module.weight, targets, chunk_size)
+        rows = chunk_size or chunk_rows(module.weight.shape[0])
+        result["sum"] = linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), module.weight, targets, rows)
         return (hidden[:, :0],)  # the head itself now projects nothing: logits [B, 0, V]
 
     handle = head.register_forward_pre_hook(project_and_score)
