@@ -59,21 +59,25 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place: [c, V]
                 rows = torch.arange(y.shape[0], device=y.device)
                 grad[rows, y.clamp_min(0)] -= 1.0
-                grad *= valid.unsqueeze(1)
+                grad[~valid] = 0.0  # rows without a target: a row write, not a pass over [c, V]
                 grad = grad.to(hidden.dtype)
                 if need_h:
                     grad_h[start:start + chunk_size] = grad @ w
                 if need_w:
                     grad_w.addmm_(grad.T.float(), h.float())  # no copy when already fp32
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.weight_dtype = weight.dtype
+        # Kept on ctx rather than saved for backward: backward scales them in place and hands them over
+        # (one [V, H] buffer, not two). The loop never backpropagates through one graph twice.
+        ctx.grads, ctx.weight_dtype = (grad_h, grad_w), weight.dtype
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        grad_h = grad_h * grad_out.to(grad_h.dtype) if grad_h is not None else None
-        grad_w = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
+        grad_h, grad_w = ctx.grads
+        ctx.grads = None
+        if grad_h is not None:
+            grad_h.mul_(grad_out.to(grad_h.dtype))
+        if grad_w is not None:
+            grad_w = grad_w.mul_(grad_out).to(ctx.weight_dtype)
         return grad_h, grad_w, None, None
 
 
