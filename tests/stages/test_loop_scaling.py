@@ -138,7 +138,8 @@ def scenarios(model_dir, out: Path, world: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     accum = 2 // world
     results = {}
-    norm = run_train(model_dir, out / "norm", make_rows([2, 11]), micro=1, accum=accum, steps=1)
+    # One process reads both examples in one micro-batch; two read one each (DDP used to average their means).
+    norm = run_train(model_dir, out / "norm", make_rows([2, 11]), micro=2 // world, accum=1, steps=1)
     results["norm"] = (_state(norm["model"]), norm["history"])
     rows = make_rows([2, 11, 15, 5, 9, 1, 14, 7])
     stage = run_train(model_dir, out / "new_rows", rows, micro=1, accum=accum, steps=3, stage="new_embeddings",
