@@ -33,11 +33,12 @@ def prepare(work: Path, preset: str, seq_len: int, rows: int) -> None:
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     config = preset_config(preset, vocab_size=VOCAB, max_position_embeddings=max(seq_len, 512))
-    LlamaForCausalLM(config).save_pretrained(work / "init")
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(work / "init")
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, VOCAB, (rows, seq_len), generator=generator)
     torch.save({"input_ids": ids}, work / "rows.pt")
-    print(f"prepared {preset}: {sum(p.numel() for p in LlamaForCausalLM(config).parameters()) / 1e9:.2f} B parameters, "
+    print(f"prepared {preset}: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters, "
           f"{rows} rows × {seq_len} tokens in {work}")
 
 
