@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from ..errors import UserError
@@ -303,7 +302,7 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
                                     loop.grad_accum)
     accelerator = _make_accelerator(loop, output_dir, grad_accum)
     world, rank = accelerator.num_processes, accelerator.process_index
-    deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+    deepspeed = accelerator.distributed_type == "DEEPSPEED"  # a str enum; accelerate is imported lazily
     order = _BatchOrder(len(train_data), loop.micro_batch_size, world, rank, loop.seed)
     if order.steps_per_epoch == 0:
         raise UserError(
