@@ -130,9 +130,9 @@ def main() -> None:
     print(f"SmolLM2-135M shape ({args.layers} layers, vocab 49152, tied), {args.steps} steps × batch {args.batch} "
           f"× {args.seq_len} tokens, fp32, {os.environ.get('OMP_NUM_THREADS', 'all')} threads")
     results: dict[str, list[dict]] = {"ours": [], "trainer": []}
-    # Alternate the two: a busy machine shifts single runs by ±15 %.
+    # Alternate the two and their order: a busy machine shifts single runs by ±15 % and drifts over minutes.
     for rep in range(args.repeats):
-        for kind in ("ours", "trainer"):
+        for kind in ("ours", "trainer") if rep % 2 == 0 else ("trainer", "ours"):
             out = subprocess.run([sys.executable, __file__, "--child", kind, "--work", str(work), "--rep", str(rep),
                                   "--steps", str(args.steps), "--batch", str(args.batch)],
                                  check=True, capture_output=True, text=True)
@@ -143,6 +143,10 @@ def main() -> None:
     for kind in ("ours", "trainer"):
         m = med[kind]
         print(f"| {kind} | {m['tokens_per_second']:.0f} | {m['peak_mb']:.0f} | {m['train_mb']:.0f} |")
+    for kind, runs in results.items():
+        speeds = ", ".join(f"{r['tokens_per_second']:.1f}" for r in runs)
+        peaks = ", ".join(f"{r['peak_mb']:.0f}" for r in runs)
+        print(f"{kind} runs: tokens/s {speeds}; peak MB {peaks}")
     o, t = med["ours"], med["trainer"]
     print(f"| ours / Trainer | {o['tokens_per_second'] / t['tokens_per_second']:.2f}× | {o['peak_mb'] / t['peak_mb']:.2f}× "
           f"| {o['train_mb'] / t['train_mb']:.2f}× |")
