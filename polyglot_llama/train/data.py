@@ -26,7 +26,8 @@ from ..errors import UserError
 from ..io import RejectCounter, cache_key, expand_inputs, iter_records, write_jsonl
 from ..languages import normalize_language
 from .loop import StepOutput
-from .losses import IGNORE_INDEX, causal_lm_loss
+from .lm_head_loss import causal_lm_model_loss
+from .losses import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,6 @@ def collate_packed(rows: list[dict]) -> dict[str, torch.Tensor]:
 
 def causal_lm_step(model, batch: dict):
     """Forward a packed batch; position ids restart per document, so no attention crosses documents."""
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-    loss, n_tokens = causal_lm_loss(logits, batch["labels"])
+    loss, n_tokens = causal_lm_model_loss(model, batch["labels"], input_ids=batch["input_ids"],
+                                          position_ids=batch["position_ids"])
     return StepOutput(loss=loss, n_tokens=n_tokens)

@@ -2,8 +2,10 @@
 
 ``new_embeddings`` trains only the embedding and LM-head rows of tokens added by `model extend`
 (Chinese-LLaMA stage 1, EEVE's first stages): everything else is frozen, gradients of old rows are zeroed
-by a hook, and after each optimizer step the old rows are copied back from a snapshot, because AdamW's
-decoupled weight decay would otherwise still shrink them. The old rows therefore stay bit-identical.
+before clipping and the optimizer step, and after each step the old rows are copied back from a snapshot,
+because AdamW's decoupled weight decay would otherwise still shrink them. The old rows therefore stay
+bit-identical. Both run on the model the loop prepared, finding the matrices by module at call time: FSDP2
+replaces every parameter by a row-sharded DTensor, so tensors captured (or hooked) before it are stale.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class StagePlan:
     model: torch.nn.Module
     params: list[torch.nn.Parameter]
     after_optimizer_step: Callable[[torch.nn.Module], None] | None = None
+    before_optimizer_step: Callable[[torch.nn.Module], None] | None = None
     finish: Callable[[torch.nn.Module], torch.nn.Module] = field(default=lambda model: model)
 
 
@@ -50,6 +53,25 @@ def _embedding_params(model) -> list[torch.nn.Parameter]:
     if head is not None and head.weight is not params[0]:  # tied weights appear once
         params.append(head.weight)
     return params
+
+
+def _row_offset(tensor: torch.Tensor) -> int:
+    """Index of the first row this rank holds (0 unless ``tensor`` is a row-sharded DTensor)."""
+    from torch.distributed.tensor import DTensor
+
+    if not isinstance(tensor, DTensor):
+        return 0
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    return compute_local_shape_and_global_offset(tensor.shape, tensor.device_mesh, tensor.placements)[1][0]
+
+
+def _local_rows(tensor: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(this rank's block of ``tensor``, the part of the row mask ``rows`` [V] it covers). A row-sharded
+    DTensor (FSDP2: Shard(0)) holds rows offset..offset+n locally; a plain tensor holds all of them."""
+    local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+    start = _row_offset(tensor)
+    return local, rows[start:start + local.shape[0]].to(local.device)
 
 
 def _lora_stage(model, stage: TrainStageConfig) -> StagePlan:
@@ -98,23 +120,23 @@ def prepare_stage(model, stage: TrainStageConfig, new_token_ids: list[int] | Non
             "run `polyglot-llama model extend` first or set new_tokens_file"
         )
     rows = params[0].shape[0]
-    new_mask = torch.zeros(rows, dtype=torch.bool)
-    new_mask[torch.tensor(new_token_ids)] = True
-    old_mask = ~new_mask
-    snapshots = [p.detach()[old_mask.to(p.device)].clone() for p in params]
-    handles = []
-    for p in params:
-        keep = new_mask.to(p.device, p.dtype).unsqueeze(1)  # [V, 1]: 1 for new rows
-        handles.append(p.register_hook(lambda grad, keep=keep: grad * keep))
+    old_mask = torch.ones(rows, dtype=torch.bool)
+    old_mask[torch.tensor(new_token_ids)] = False
+    snapshots = [p.detach().cpu().clone() for p in params]  # [V, H] each, on the host: the rows to keep
 
     @torch.no_grad()
-    def restore_old_rows(unwrapped) -> None:
-        for p, snapshot in zip(_embedding_params(unwrapped), snapshots):
-            p[old_mask.to(p.device)] = snapshot
+    def zero_old_row_grads(prepared) -> None:
+        for p in _embedding_params(prepared):
+            if p.grad is not None:
+                grad, old = _local_rows(p.grad, old_mask)
+                grad[old] = 0
 
-    def remove_hooks(trained):
-        for handle in handles:
-            handle.remove()
-        return trained
+    @torch.no_grad()
+    def restore_old_rows(prepared) -> None:
+        for p, snapshot in zip(_embedding_params(prepared), snapshots):
+            local, old = _local_rows(p, old_mask)
+            start = _row_offset(p)
+            block = snapshot[start:start + local.shape[0]].to(local.device, local.dtype)
+            local[old] = block[old]
 
-    return StagePlan(model, params, after_optimizer_step=restore_old_rows, finish=remove_hooks)
+    return StagePlan(model, params, after_optimizer_step=restore_old_rows, before_optimizer_step=zero_old_row_grads)

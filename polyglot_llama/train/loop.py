@@ -7,6 +7,13 @@ Data order is a pure function of (seed, epoch, micro-step): micro-step p of the 
 ``perm_epoch[(p·W + r)·m : (p·W + r + 1)·m]`` on rank r of W with micro-batch m. A resumed run therefore
 continues with exactly the batches the uninterrupted run would have read, and one process with
 accumulation A·W sees the same global batches as W processes with accumulation A.
+
+The loss is normalised per counted unit (token, or pair for reward models) over the whole optimizer step,
+as torchtitan does: before the forwards, the step's micro-batches are collated and their units counted on
+every rank, one all-reduce gives the global count G, and each micro-batch backpropagates
+``loss_sum · W / G`` (W undoes the averaging of DDP/FSDP gradient reduction). A 2-token and an 11-token
+example thus weigh 2 : 11 whatever the micro-batch size, accumulation and process count, and the logged
+training loss Σ loss_sum / G is the same token-weighted estimator as the validation loss.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from . import checkpointing
+from .losses import count_lm_targets
 from .throughput import ThroughputMeter
 
 log = logging.getLogger(__name__)
@@ -61,11 +69,22 @@ class ScheduleConfig:
     """Lower bound on the warm-up when warmup_ratio is used (reward models: 5)."""
     final_lr_ratio: float = 0.1
     """Learning rate at the end of the cosine, as a fraction of the peak (Llama 2: 0.1)."""
+    max_warmup_ratio: float = 0.1
+    """warmup_steps is capped at this fraction of the stage's steps (at least 1), so a 500-step stage with warmup_steps 2000 warms up for 50 and still trains at its peak rate; 0 = no cap."""
+
+    def __post_init__(self):
+        if not 0 <= self.max_warmup_ratio <= 1 or not 0 <= self.warmup_ratio <= 1:
+            raise UserError("keys 'schedule.warmup_ratio'/'schedule.max_warmup_ratio' must be in [0, 1]")
 
     def warmup_for(self, total_steps: int) -> int:
+        """Warm-up steps of a stage of ``total_steps`` optimizer steps; never the whole stage."""
         if self.warmup_ratio > 0:
-            return max(self.min_warmup_steps, int(self.warmup_ratio * total_steps))
-        return min(self.warmup_steps, total_steps)
+            warmup = max(self.min_warmup_steps, int(self.warmup_ratio * total_steps))
+        else:
+            warmup = self.warmup_steps
+            if self.max_warmup_ratio > 0:
+                warmup = min(warmup, max(1, int(self.max_warmup_ratio * total_steps)))
+        return min(warmup, max(total_steps - 1, 0))
 
     def lr_factor(self, step: int, total_steps: int) -> float:
         """Multiplier of the peak lr for optimizer step ``step`` (0-based) of ``total_steps``."""
@@ -107,8 +126,12 @@ class LoopConfig:
     """Resume from the newest checkpoint in the output directory if there is one."""
     max_eval_batches: int = 0
     """Cap on validation batches per language (0 = all)."""
+    global_batch_size: int = 0
+    """Examples (rows; pairs for reward models) per optimizer step over all processes; sets grad_accum = global_batch_size / (micro_batch_size × processes) at launch. 0 = grad_accum as given."""
 
     def __post_init__(self):
+        if self.global_batch_size < 0:
+            raise UserError(f"key 'loop.global_batch_size' is {self.global_batch_size}; give a positive number or 0")
         for key in ("micro_batch_size", "grad_accum", "keep_checkpoints", "log_every"):
             if getattr(self, key) < 1:
                 raise UserError(f"key 'loop.{key}' is {getattr(self, key)}; it must be at least 1")
@@ -121,7 +144,8 @@ class StepOutput:
     loss: torch.Tensor
     """Scalar, differentiable; the mean over the batch's counted units."""
     n_tokens: int
-    """How many units the loss averaged over (token-weights the validation loss)."""
+    """How many units (labelled tokens; pairs for reward models) the loss averaged over: the loop weighs
+    micro-batches by it in training and validation."""
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -140,13 +164,18 @@ def distributed_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
-def _make_accelerator(loop: LoopConfig, output_dir: Path):
+def _make_accelerator(loop: LoopConfig, output_dir: Path, grad_accum: int):
     from accelerate import Accelerator
+    from accelerate.utils import parse_flag_from_env
 
     precision = loop.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output_dir / "logs"))
+    # The loop accumulates itself; only DeepSpeed's engine must know the count (its "auto" resolves to it).
+    # Elsewhere accelerate would divide every loss by it a second time.
+    accumulate = grad_accum if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED") else 1
+    return Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output_dir / "logs"),
+                       gradient_accumulation_steps=accumulate)
 
 
 def weight_decay_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict]:
@@ -209,29 +238,86 @@ def evaluate(model, eval_sets: dict[str, Any], collate_fn, step_fn: StepFn, acce
     return results
 
 
+def resolve_grad_accum(global_batch_size: int, micro_batch_size: int, world_size: int, grad_accum: int = 1,
+                       key: str = "loop.global_batch_size") -> int:
+    """Micro-batches per optimizer step so that micro_batch_size × accumulation × processes = global_batch_size
+    (0: keep ``grad_accum``). Every stage resolves its batch here, so 8 GPUs train on the same global batch
+    as one."""
+    if global_batch_size == 0:
+        return grad_accum
+    per_step = micro_batch_size * world_size
+    if global_batch_size % per_step:
+        raise UserError(f"key '{key}' is {global_batch_size}, not a multiple of loop.micro_batch_size × processes "
+                        f"= {micro_batch_size} × {world_size}; change one of them")
+    return global_batch_size // per_step
+
+
+def _canonical_name(name: str) -> str:
+    """A parameter's name without the wrappers' infixes (DDP's module., activation checkpointing, compile)."""
+    for infix in ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module."):
+        name = name.replace(infix, "")
+    return name[len("module."):] if name.startswith("module.") else name
+
+
+def _named_trainable(model, params: list[torch.nn.Parameter] | None) -> list[str]:
+    """Names of the parameters to optimise, taken before `accelerator.prepare` replaces the tensors."""
+    if params is None:
+        return [name for name, p in model.named_parameters() if p.requires_grad]
+    by_id = {id(p): name for name, p in model.named_parameters()}
+    missing = [p for p in params if id(p) not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} of the given params are not parameters of the model")
+    return [by_id[id(p)] for p in params]
+
+
+def _resolve(model, names: list[str]) -> list[torch.nn.Parameter]:
+    """The prepared model's parameters of those names (FSDP2 swaps every parameter for a sharded one)."""
+    by_name = {_canonical_name(n): p for n, p in model.named_parameters()}
+    return [by_name[_canonical_name(n)] for n in names]
+
+
+def count_lm_tokens(batch: dict) -> int:
+    """Units of a causal-LM batch: labelled next-token targets (the default ``count_fn`` of `train`)."""
+    if "labels" not in batch:
+        raise ValueError("batch has no 'labels': pass train(count_fn=...) that counts the step's loss units")
+    return count_lm_targets(batch["labels"])
+
+
 def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: str | Path, *,
           loop: LoopConfig, optim: OptimConfig, schedule: ScheduleConfig, eval_sets: dict[str, Any] | None = None,
           params: list[torch.nn.Parameter] | None = None,
           after_optimizer_step: Callable[[torch.nn.Module], None] | None = None,
+          before_optimizer_step: Callable[[torch.nn.Module], None] | None = None,
+          count_fn: Callable[[dict], int] = count_lm_tokens,
           run_config: dict | None = None) -> dict:
-    """Train ``model`` on ``train_data``; returns metrics, history and the trained (unwrapped) model."""
+    """Train ``model`` on ``train_data``; returns metrics, history and the trained (unwrapped) model.
+
+    ``count_fn(batch)`` counts a collated micro-batch's loss units before its forward and must equal the
+    ``n_tokens`` its `StepOutput` reports (labelled targets by default; reward models count pairs).
+    ``before_optimizer_step`` / ``after_optimizer_step`` get the unwrapped prepared model after the step's
+    backward passes / after the optimizer step (freezing stages mask gradients and restore rows there).
+    """
     output_dir = Path(output_dir)
-    accelerator = _make_accelerator(loop, output_dir)
+    grad_accum = resolve_grad_accum(loop.global_batch_size, loop.micro_batch_size, distributed_state().num_processes,
+                                    loop.grad_accum)
+    accelerator = _make_accelerator(loop, output_dir, grad_accum)
     world, rank = accelerator.num_processes, accelerator.process_index
+    deepspeed = accelerator.distributed_type == "DEEPSPEED"  # a str enum; accelerate is imported lazily
     order = _BatchOrder(len(train_data), loop.micro_batch_size, world, rank, loop.seed)
     if order.steps_per_epoch == 0:
         raise UserError(
             f"the training set has {len(train_data)} examples, fewer than one global micro-batch "
             f"({loop.micro_batch_size} × {world} processes); add data or lower loop.micro_batch_size"
         )
-    total_steps = loop.max_steps or max(1, int(loop.epochs * order.steps_per_epoch) // loop.grad_accum)
+    total_steps = loop.max_steps or max(1, int(loop.epochs * order.steps_per_epoch) // grad_accum)
 
     if loop.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
+    names = _named_trainable(model, params)
+    if not names:
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
+    trainable = _resolve(model, names)
     # The fused kernel updates all tensors in one pass (CPU and CUDA; torchtitan uses it under FSDP2 too).
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in trainable)
     optimizer = torch.optim.AdamW(weight_decay_groups(trainable, optim.weight_decay), lr=optim.lr,
@@ -248,6 +334,11 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         start_step, history = state["step"], state["history"]
     if latest is not None:
         log.info("resuming from %s (step %d of %d)", latest, start_step, total_steps)
+    if deepspeed and accelerator.gradient_accumulation_steps != grad_accum:
+        raise UserError(f"the DeepSpeed config accumulates {accelerator.gradient_accumulation_steps} micro-batches but "
+                        f"the loop accumulates {grad_accum}: set gradient_accumulation_steps: auto in the DeepSpeed config")
+    # Clip what the optimizer now holds: under FSDP2 the list taken above names replaced tensors.
+    trainable = _resolve(accelerator.unwrap_model(model), names)
 
     accelerator.init_trackers("train", config={k: v for k, v in (run_config or {}).items() if isinstance(v, (int, float, str, bool))})
     eval_sets = eval_sets or {}
@@ -261,36 +352,48 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
     model.train()
     last_eval = eval_before
     for step in range(start_step, total_steps):
-        step_loss = torch.zeros((), device=accelerator.device)
-        extra: dict[str, float] = {}
-        for k in range(loop.grad_accum):
-            micro_step = step * loop.grad_accum + k
-            batch = collate_fn(_rows(train_data, order.indices(micro_step)))
-            batch = {key: v.to(accelerator.device) if torch.is_tensor(v) else v for key, v in batch.items()}
-            meter.add_tokens(batch)
-            sync = k == loop.grad_accum - 1
-            with (accelerator.no_sync(model) if not sync and world > 1 else nullcontext()), accelerator.autocast():
-                out = step_fn(model, batch)
-                accelerator.backward(out.loss / loop.grad_accum)
-            step_loss += out.loss.detach() / loop.grad_accum
-            for key, value in out.metrics.items():
-                extra[key] = extra.get(key, 0.0) + float(value) / loop.grad_accum
-        grad_norm = accelerator.clip_grad_norm_(trainable, optim.grad_clip) if optim.grad_clip > 0 else None
+        # Set before the backward passes: DeepSpeed's engine steps inside the last one.
         lr = optim.lr * schedule.lr_factor(step, total_steps)  # set, not stepped: exact after a resume
         for group in optimizer.param_groups:
             group["lr"] = lr
+        batches = [collate_fn(_rows(train_data, order.indices(step * grad_accum + k))) for k in range(grad_accum)]
+        counts = [count_fn(batch) for batch in batches]
+        units = int(accelerator.reduce(torch.tensor(sum(counts), dtype=torch.float64, device=accelerator.device), reduction="sum"))
+        # DDP/FSDP average gradients over W ranks; DeepSpeed also divides by its accumulation steps.
+        scale = world * (grad_accum if deepspeed else 1) / max(units, 1)
+        step_loss = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+        extra: dict[str, float] = {}
+        for k, batch in enumerate(batches):
+            batch = {key: v.to(accelerator.device) if torch.is_tensor(v) else v for key, v in batch.items()}
+            meter.add_tokens(batch)
+            sync = k == grad_accum - 1
+            if deepspeed:  # its engine reduces and steps in the backward pass that has sync_gradients set
+                accelerator.gradient_state._set_sync_gradients(sync)
+            with (accelerator.no_sync(model) if not sync and world > 1 else nullcontext()), accelerator.autocast():
+                out = step_fn(model, batch)
+                if out.n_tokens != counts[k]:
+                    raise RuntimeError(f"count_fn counted {counts[k]} units but the step function averaged over "
+                                       f"{out.n_tokens}: pass train(count_fn=...) matching the step")
+                loss_sum = out.loss * out.n_tokens
+                accelerator.backward(loss_sum * scale)
+            step_loss += loss_sum.detach().double()
+            for key, value in out.metrics.items():
+                extra[key] = extra.get(key, 0.0) + float(value) / grad_accum
+        if before_optimizer_step is not None:
+            before_optimizer_step(accelerator.unwrap_model(model))
+        grad_norm = accelerator.clip_grad_norm_(trainable, optim.grad_clip) if optim.grad_clip > 0 else None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if after_optimizer_step is not None:
             after_optimizer_step(accelerator.unwrap_model(model))
         done = step + 1
-        loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
+        loss_value = float(accelerator.reduce(step_loss, reduction="sum")) / max(units, 1)
         if not math.isfinite(loss_value):
             raise RuntimeError(f"training loss became {loss_value} at step {done}; lower optim.lr or check the data")
         rates = meter.rates()
-        record = {"step": done, "loss": loss_value, "lr": lr, **rates, **extra}
+        record = {"step": done, "loss": loss_value, "lr": lr, "units": units, **rates, **extra}
         if grad_norm is not None:
-            record["grad_norm"] = float(grad_norm)
+            record["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
         history.append(record)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{rates['tokens_per_second']:.0f}")
@@ -306,7 +409,9 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         if (loop.save_every and done % loop.save_every == 0) or done == total_steps:
             checkpointing.save(output_dir, done, model, optimizer, history, accelerator, loop.keep_checkpoints)
     bar.close()
-    accelerator.end_training()
+    # Not end_training(): it destroys the process group, which the next stage and save_final still need.
+    for tracker in accelerator.trackers:
+        tracker.finish()
     if eval_sets and not last_eval:  # resumed after the last step: evaluate the restored model
         last_eval = evaluate(model, eval_sets, collate_fn, step_fn, accelerator, loop.micro_batch_size, loop.max_eval_batches)
     return {

@@ -27,6 +27,71 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return total / max(n_tokens, 1), n_tokens
 
 
+def count_lm_targets(labels: torch.Tensor) -> int:
+    """How many positions ``causal_lm_loss`` counts: labels [B, T] → the labelled targets ``labels[:, 1:]``."""
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Σ cross-entropy of ``hidden @ weight.T`` without holding the [N, V] logits: chunk by chunk, the fp32
+    logits of ``chunk`` rows are made, reduced to the loss and turned at once into this chunk's gradients
+    (softmax − one-hot), so backward only scales the stored gradients by the incoming scalar.
+
+    Memory: one [chunk, V] fp32 block plus grad_hidden [N, H] and an fp32 grad_weight [V, H], instead of
+    logits, their fp32 copy and the saved log-softmax (3 × [N, V]). Compute: the same three matmuls.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size):
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        w = weight.to(hidden.dtype)  # autocast/bf16 hidden: compute as the model's lm_head would
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+            valid = y != IGNORE_INDEX
+            logits = (h @ w.T).float()  # [c, V]
+            lse = torch.logsumexp(logits, dim=-1)
+            target_logit = logits.gather(1, y.clamp_min(0).unsqueeze(1)).squeeze(1)
+            total += ((lse - target_logit) * valid).sum()
+            if need_h or need_w:
+                grad = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place: [c, V]
+                rows = torch.arange(y.shape[0], device=y.device)
+                grad[rows, y.clamp_min(0)] -= 1.0
+                grad[~valid] = 0.0  # rows without a target: a row write, not a pass over [c, V]
+                grad = grad.to(hidden.dtype)
+                if need_h:
+                    grad_h[start:start + chunk_size] = grad @ w
+                if need_w:
+                    grad_w.addmm_(grad.T.float(), h.float())  # no copy when already fp32
+        # Kept on ctx rather than saved for backward: backward scales them in place and hands them over
+        # (one [V, H] buffer, not two). The loop never backpropagates through one graph twice.
+        ctx.grads, ctx.weight_dtype = (grad_h, grad_w), weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.grads
+        ctx.grads = None
+        if grad_h is not None:
+            grad_h.mul_(grad_out.to(grad_h.dtype))
+        if grad_w is not None:
+            grad_w = grad_w.mul_(grad_out).to(ctx.weight_dtype)
+        return grad_h, grad_w, None, None
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                         chunk_size: int = 1024) -> torch.Tensor:
+    """Summed cross-entropy of the logits ``hidden @ weight.T`` against ``targets`` (-100: not counted).
+
+    hidden [N, H] (the final hidden states), weight [V, H] (the LM head), targets [N] → a scalar sum that
+    backpropagates into hidden and weight. Equal to ``F.cross_entropy(hidden @ weight.T, targets,
+    reduction="sum")`` in fp32, without ever holding the [N, V] logits (see `_LinearCrossEntropy`).
+    """
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_size)
+
+
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Log-probability of each next token: logits [B, T, V], ids [B, T] → [B, T-1] (position t scores id t+1)."""
     logprobs = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)

@@ -158,7 +158,8 @@ def run(cfg: PretrainConfig) -> dict:
         optim = dataclasses.replace(cfg.optim, lr=stage.lr or cfg.optim.lr)
         result = train(plan.model, train_set, collate_packed, causal_lm_step, output / "stages" / f"{index}_{stage.name}",
                        loop=loop, optim=optim, schedule=cfg.schedule, eval_sets=eval_sets, params=plan.params,
-                       after_optimizer_step=plan.after_optimizer_step, run_config=to_dict(cfg))
+                       after_optimizer_step=plan.after_optimizer_step,
+                       before_optimizer_step=plan.before_optimizer_step, run_config=to_dict(cfg))
         model = plan.finish(result.pop("model"))
         if index == 0 and result["eval_before"] and result["is_main_process"]:
             write_json(before_file, result["eval_before"])

@@ -5,7 +5,8 @@ The RM starts from a chat (SFT) checkpoint whose LM head is replaced by a scalar
 micro-batch holds B pairs as 2B rows (chosen, then rejected) in a single forward pass, and the loss is
 ``−log σ(r_c − r_r − m(strength))`` (`losses.reward_margin_loss`). Defaults are the paper's (§3.2.2):
 one epoch, lr 1e-5 (use 5e-6 for 70B), cosine to 10 %, warm-up 3 % of the steps (at least 5), 512 pairs
-per optimizer step (8 per micro-batch × 64 accumulated, on one process).
+per optimizer step over all processes (8 per micro-batch, accumulation resolved from the process count).
+The loss is a mean over pairs: the loop weighs micro-batches by their pair count (`count_pairs`).
 
 Output: a Hugging Face ``LlamaForSequenceClassification`` directory with its tokenizer and
 ``reward_config.json``, plus ``validation_accuracy.json`` (per language and per strength),
@@ -77,8 +78,8 @@ class RewardConfig:
     margin: Literal["none", "small", "large"] = "small"
     """Margin table m(strength) of the loss (Llama 2 Table 27): small 1, 2/3, 1/3, 0; large 3, 2, 1, 0; none."""
     data: RewardDataConfig = field(default_factory=RewardDataConfig)
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(epochs=1.0, micro_batch_size=8, grad_accum=64))
-    """micro_batch_size counts pairs (2 rows each); default 8 × 64 = 512 pairs per step on one process: divide grad_accum by the process count."""
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(epochs=1.0, micro_batch_size=8, global_batch_size=512))
+    """micro_batch_size and global_batch_size count pairs (2 rows each); default 512 pairs per optimizer step on any number of processes (8 per micro-batch × 64 accumulated on one, × 8 on eight)."""
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5))
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(kind="cosine", warmup_ratio=0.03, min_warmup_steps=5, final_lr_ratio=0.1))
     eval_batch_size: int = 16
@@ -89,6 +90,11 @@ class RewardConfig:
             raise UserError("key 'model' is required: the chat checkpoint to start the reward model from")
         if not self.output:
             raise UserError("key 'output' is required: the reward-model directory to write")
+
+
+def count_pairs(batch: dict) -> int:
+    """Loss units of a reward batch: its pairs (one margin each), not its 2B rows."""
+    return int(batch["margin"].numel())
 
 
 def reward_step(model, batch: dict) -> StepOutput:
@@ -170,7 +176,7 @@ def run(cfg: RewardConfig) -> dict:
 
     collate = partial(collate_pairs, pad_id=tokenizer.pad_token_id)
     result = train(model, train_examples, collate, reward_step, output / "training", loop=cfg.loop, optim=cfg.optim,
-                   schedule=cfg.schedule, eval_sets=_by_language(validation_examples),
+                   schedule=cfg.schedule, count_fn=count_pairs, eval_sets=_by_language(validation_examples),
                    run_config={"kind": cfg.kind, "margin": cfg.margin, "lr": cfg.optim.lr})
     reward_config = {"kind": cfg.kind, "margin": cfg.margin, "base_model": str(cfg.model), "max_length": max_length,
                      "margins": REWARD_MARGINS[cfg.margin], "training_pairs": describe(train_examples), "mixture": mixture}

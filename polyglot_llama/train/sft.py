@@ -27,6 +27,7 @@ from ..io import RejectCounter, expand_inputs, write_json, write_jsonl
 from ..model.checkpoint import check_vocab_matches, load_causal_lm, load_tokenizer, read_model_config
 from .data import causal_lm_step
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, save_final, train
+from .loop import resolve_grad_accum as shared_resolve_grad_accum
 from .sft_data import Conversation, encode_conversations, load_conversations, make_collate, pack_examples
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,8 @@ class SFTConfig:
 
 def resolve_grad_accum(cfg: SFTConfig, world_size: int) -> int:
     """Micro-batches per optimizer step so that micro_batch_size × accumulation × processes = batch_size."""
-    if cfg.batch_size == 0:
-        return cfg.loop.grad_accum
-    per_step = cfg.loop.micro_batch_size * world_size
-    if cfg.batch_size % per_step:
-        raise UserError(f"key 'batch_size' is {cfg.batch_size}, not a multiple of loop.micro_batch_size × processes "
-                        f"= {per_step}; change one of them")
-    return cfg.batch_size // per_step
+    return shared_resolve_grad_accum(cfg.batch_size or cfg.loop.global_batch_size, cfg.loop.micro_batch_size,
+                                     world_size, cfg.loop.grad_accum, key="batch_size" if cfg.batch_size else "loop.global_batch_size")
 
 
 def hold_out(conversations: list[Conversation], fraction: float, seed: int) -> tuple[list[Conversation], dict[str, list[Conversation]]]:
@@ -126,7 +122,7 @@ def run(cfg: SFTConfig) -> dict:
     tokenizer = load_tokenizer(tokenizer_dir)
     template = resolve_template(cfg.chat_template, tokenizer, tokenizer_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    loop = dataclasses.replace(cfg.loop, grad_accum=resolve_grad_accum(cfg, world_size))
+    loop = dataclasses.replace(cfg.loop, grad_accum=resolve_grad_accum(cfg, world_size), global_batch_size=0)
     output.mkdir(parents=True, exist_ok=True)
     write_resolved_config(cfg, output, "sft")
 

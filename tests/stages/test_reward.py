@@ -92,4 +92,4 @@ def test_cli_flags_build_the_config(tmp_path):
     # The paper's defaults: one epoch, lr 1e-5, cosine to 10 %, warm-up 3 % (min 5), 512 pairs per step.
     assert (cfg.loop.epochs, cfg.optim.lr, cfg.schedule.final_lr_ratio) == (1.0, 1e-5, 0.1)
     assert (cfg.schedule.warmup_ratio, cfg.schedule.min_warmup_steps) == (0.03, 5)
-    assert cfg.loop.micro_batch_size * cfg.loop.grad_accum == 512
+    assert cfg.loop.global_batch_size == 512 and cfg.loop.micro_batch_size == 8

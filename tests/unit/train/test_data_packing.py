@@ -47,3 +47,34 @@ def test_build_packed_dataset_per_language_and_cache(tmp_path, en_tokenizer_dir)
     assert again["input_ids"] == ds["input_ids"]
     batch = collate_packed([ds[0], ds[1]])
     assert batch["input_ids"].shape == (2, 16) and batch["labels"].dtype == torch.long
+
+
+def test_no_attention_across_documents_at_batch_size_two(en_model_dir):
+    """Two packed rows in one batch, laid out differently (2 + 1 documents and 1 + 2): every document's
+    logits equal its logits alone, and the batch's summed loss is the sum of the documents' losses."""
+    from polyglot_llama.model.checkpoint import load_causal_lm
+    from polyglot_llama.train.data import causal_lm_step
+
+    model = load_causal_lm(en_model_dir).eval()
+    docs = [[40, 41, 42], [50, 51, 52, 53, 54], [60, 61], [70, 71, 72, 73]]
+    rows = pack_ids(docs[:2], seq_len=12, bos_id=1, eos_id=2, document_masking=True)  # 5 + 7 tokens
+    rows += pack_ids(docs[2:], seq_len=12, bos_id=1, eos_id=2, document_masking=True)  # 4 + 6, 2 padding
+    assert len(rows) == 2
+    batch = collate_packed(rows)
+    spans = [(0, 0, 5), (0, 5, 12), (1, 0, 4), (1, 4, 10)]  # (row, start, end) of <s> doc </s>
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        leaky = model(input_ids=batch["input_ids"], use_cache=False).logits
+        for doc, (row, start, end) in zip(docs, spans):
+            alone = model(input_ids=torch.tensor([[1, *doc, 2]]), use_cache=False).logits[0]
+            torch.testing.assert_close(logits[row, start:end], alone, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(leaky[1, 4:10], logits[1, 4:10], atol=1e-4)  # the check can fail
+
+        out = causal_lm_step(model, batch)
+        per_doc = []
+        for doc in docs:
+            ids = torch.tensor([[1, *doc, 2]])
+            alone = causal_lm_step(model, {"input_ids": ids, "labels": ids, "position_ids": torch.arange(ids.shape[1])[None]})
+            per_doc.append((float(alone.loss) * alone.n_tokens, alone.n_tokens))
+    assert out.n_tokens == sum(n for _, n in per_doc) == sum(len(d) + 1 for d in docs)
+    assert abs(float(out.loss) * out.n_tokens - sum(s for s, _ in per_doc)) < 1e-4

@@ -8,6 +8,10 @@ def _step(model, plan, lr=0.1):
     ids = torch.tensor([[1, 5, 300, 301, 2]])
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
+    plan.before_optimizer_step(model)
+    grad = model.get_input_embeddings().weight.grad
+    # Old rows get no gradient before clipping and the step: the clipped norm is the new rows' norm.
+    assert grad[:300].abs().sum() == 0 and grad[302:].abs().sum() == 0 and grad[300:302].abs().sum() > 0
     optimizer.step()
     plan.after_optimizer_step(model)
 
