@@ -5,7 +5,9 @@
   one (normaliser ``Prepend("▁")`` + ``Replace(" ", "▁")``, no pre-tokenizer; the released Llama 2 file)
   and the newer one (a ``Metaspace`` pre-tokenizer, no normaliser).
 * ``byte_level``: GPT-2 / Llama 3 byte-level BPE: every byte is one of 256 printable stand-in characters
-  (``Ġ`` is a space), so there is no unknown text and no byte fallback.
+  (``Ġ`` is a space), so there is no unknown text and no byte fallback. Many published byte-level
+  vocabularies lack some of the 256 characters (SmolLM2 lacks 21): `BaseTokenizer.missing_byte_chars` lists
+  them and `tokenizer extend` appends those that valid UTF-8 text can contain.
 
 Anything else (WordPiece, Unigram, BPE without byte coverage) is refused with a `UserError`.
 """
@@ -60,6 +62,12 @@ class BaseTokenizer:
     data: dict
     family: str
     legacy_sentencepiece: bool = False
+
+    def missing_byte_chars(self) -> list[str]:
+        """Byte-level stand-in characters the vocabulary lacks, in byte order (empty for SentencePiece)."""
+        if self.family != BYTE_LEVEL:
+            return []
+        return sorted((c for c in byte_level_alphabet() if c not in self.vocab), key=byte_level_alphabet().get)
 
     @property
     def model(self) -> dict:
@@ -131,9 +139,6 @@ def load_base_tokenizer(directory: str | Path) -> BaseTokenizer:
     normalizers = components(data.get("normalizer"))
     pre_tokenizers = components(data.get("pre_tokenizer"))
     if any(p.get("type") == "ByteLevel" for p in pre_tokenizers):
-        missing = [c for c in byte_level_alphabet() if c not in vocab]
-        if missing:
-            raise _refuse(file, f"byte-level BPE whose vocabulary lacks {len(missing)} of the 256 byte characters")
         return BaseTokenizer(file, data, BYTE_LEVEL)
     legacy = any(n.get("type") == "Replace" and n.get("content") == SPACE_MARK for n in normalizers)
     metaspace = any(p.get("type") == "Metaspace" and p.get("replacement", SPACE_MARK) == SPACE_MARK for p in pre_tokenizers)
