@@ -99,19 +99,35 @@ class BaseTokenizer:
             return bytes([int(match.group(1), 16)])
         return piece.replace(SPACE_MARK, " ").encode("utf-8")
 
-    def is_byte_token(self, piece: str) -> bool:
-        """A token that stands for part of a character rather than whole characters.
 
-        SentencePiece family: the ``<0x..>`` byte-fallback tokens. Byte-level family (which has no byte
-        fallback) the analogue: a token whose bytes are not valid UTF-8 on their own.
-        """
-        if self.family == SENTENCEPIECE:
-            return bool(BYTE_TOKEN_RE.match(piece))
-        try:
-            self.piece_bytes(piece).decode("utf-8")
-        except (UnicodeDecodeError, KeyError):
-            return True
-        return False
+def partial_character_ids(data: dict) -> set[int]:
+    """Ids of the tokens that stand for part of a character, in any ``tokenizer.json`` (parsed).
+
+    Byte-level BPE (a ``ByteLevel`` pre-tokenizer or decoder): pieces whose bytes are not valid UTF-8 on
+    their own (Hangul is 3 bytes, often split 2 + 1). Otherwise: the byte-fallback tokens ``<0x80>`` to
+    ``<0xFF>`` (``<0x41>`` stands for a whole character, "A"). Whole-character tokens are everything else.
+    """
+    vocab = (data.get("model") or {}).get("vocab") or {}
+    if isinstance(vocab, list):  # Unigram: [[piece, score], ...]
+        vocab = {piece: i for i, (piece, _) in enumerate(vocab)}
+    byte_level = any(n.get("type") == "ByteLevel" for key in ("pre_tokenizer", "decoder") for n in components(data.get(key)))
+    ids = set()
+    if byte_level:
+        table = byte_level_alphabet()
+        specials = {t["content"] for t in data.get("added_tokens") or []}
+        for piece, i in vocab.items():
+            if piece in specials or any(c not in table for c in piece):
+                continue
+            try:
+                bytes(table[c] for c in piece).decode("utf-8")
+            except UnicodeDecodeError:
+                ids.add(i)
+        return ids
+    for piece, i in vocab.items():
+        match = BYTE_TOKEN_RE.match(piece)
+        if match and int(match.group(1), 16) >= 0x80:
+            ids.add(i)
+    return ids
 
 
 def _refuse(path: Path, why: str) -> UserError:

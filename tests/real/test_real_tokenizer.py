@@ -54,3 +54,19 @@ def test_real_guarantees_old_ids_english_round_trip_and_auto_tokenizer(smollm2_d
         assert auto.decode(auto(text)["input_ids"]) == text
     assert auto.chat_template == AutoTokenizer.from_pretrained(smollm2_dir).chat_template
     assert json.loads((out / "tokenizer_config.json").read_text())["eos_token"] == "<|im_end|>"
+
+
+def test_fertility_counts_partial_character_tokens_of_byte_level(smollm2_dir, smollm2_ko, tmp_path):
+    from polyglot_llama.tokenizer.fertility import FertilityConfig, run as fertility
+
+    out, _ = smollm2_ko
+    data = tmp_path / "text.jsonl"
+    data.write_text(KO.read_text(encoding="utf-8") + '{"id": "ko-x", "lang": "ko", "text": ""}\nnot json\n', encoding="utf-8")
+    result = fertility(FertilityConfig(tokenizer=[str(smollm2_dir), str(out)], input=[str(data)], output=str(tmp_path / "f"),
+                                       labels=["base", "ext"]))
+    report = json.loads((tmp_path / "f" / "fertility.json").read_text())["results"]
+    # Most Hangul syllables are split 2 + 1 bytes by SmolLM2: 96.8 % of its Korean tokens are partial characters.
+    assert report["base"]["ko"]["partial_char_share"] == pytest.approx(0.968, abs=0.002)
+    assert report["ext"]["ko"]["partial_char_share"] < 0.6
+    assert result["records_measured"] == 60
+    assert result["rejected_records"] == {"empty text": 1, "malformed JSON: Expecting value": 1}
