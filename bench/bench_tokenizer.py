@@ -60,7 +60,7 @@ def main() -> None:
     english_same = True
     print(f"base: Llama-2-style BPE, 1000 tokens (English + 10% of ko/ja); +{args.new_tokens} tokens per language\n")
     print(f"{'lang':<4} {'split':<9} {'tokens before':>13} {'after':>7} {'after/before':>12} {'tok/word before':>15} "
-          f"{'after':>6} {'partial before':>14} {'after':>6}")
+          f"{'after':>6} {'byte-fb before':>14} {'after':>6}")
     timings = []
     for lang in ("ko", "ja"):
         train_file = work / f"{lang}.jsonl"
