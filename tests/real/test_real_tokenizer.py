@@ -70,3 +70,12 @@ def test_fertility_counts_partial_character_tokens_of_byte_level(smollm2_dir, sm
     assert report["ext"]["ko"]["partial_char_share"] < 0.6
     assert result["records_measured"] == 60
     assert result["rejected_records"] == {"empty text": 1, "malformed JSON: Expecting value": 1}
+
+
+def test_scoring_context_is_the_end_of_text_token_when_no_bos_is_added(smollm2_dir, gemma3_dir):
+    from polyglot_llama.model.bits_per_byte import context_token
+
+    # SmolLM2 adds no BOS (its bos_token is the chat-turn marker <|im_start|>): documents follow <|endoftext|>.
+    assert context_token(Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))) == 0
+    gemma = Tokenizer.from_file(str(gemma3_dir / "tokenizer.json"))
+    assert context_token(gemma) == gemma.token_to_id("<bos>") == 2  # Gemma adds <bos> itself
