@@ -79,3 +79,20 @@ def test_scoring_context_is_the_end_of_text_token_when_no_bos_is_added(smollm2_d
     assert context_token(Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))) == 0
     gemma = Tokenizer.from_file(str(gemma3_dir / "tokenizer.json"))
     assert context_token(gemma) == gemma.token_to_id("<bos>") == 2  # Gemma adds <bos> itself
+
+
+def test_gemma3_sentencepiece_family_is_extended_with_its_guarantees(gemma3_dir, tmp_path):
+    out = tmp_path / "gemma3-ko"
+    result = run(TokenizerExtendConfig(base=str(gemma3_dir), input=[str(KO)], new_tokens=100, output=str(out), lang="ko"))
+    assert result["family"] == "sentencepiece" and "byte_chars_added" not in result
+    assert (result["old_vocab_size"], result["new_vocab_size"]) == (262144, 262244)
+    base, ext = Tokenizer.from_file(str(gemma3_dir / "tokenizer.json")), Tokenizer.from_file(str(out / "tokenizer.json"))
+    for text in sample_texts("en")[:20]:
+        assert ext.encode(text).ids == base.encode(text).ids
+    ko = sample_texts("ko")
+    for text in TRICKY + ko:
+        assert ext.decode(ext.encode(text).ids, skip_special_tokens=True) == text, text
+    assert sum(len(ext.encode(t).ids) for t in ko) < sum(len(base.encode(t).ids) for t in ko)
+    auto = AutoTokenizer.from_pretrained(out)
+    for text in TRICKY[:4] + ko[:3]:
+        assert auto(text)["input_ids"] == ext.encode(text).ids
