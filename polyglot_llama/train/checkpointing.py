@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
 from ..model.checkpoint import tied_duplicate_keys
 
 PREFIX = "step_"

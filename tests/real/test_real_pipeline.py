@@ -70,8 +70,10 @@ def walk(smollm2_dir, tmp_path_factory) -> dict:
 def test_model_extend_reports_bits_per_byte_and_keeps_the_architecture(walk, smollm2_dir):
     report = walk["extended"]["bits_per_byte"]
     assert set(report) == {"ko", "en"}
+    assert report["ko"]["before"] == pytest.approx(2.48, abs=0.1)  # the original model on the held-out Korean
     assert report["en"]["after"] == pytest.approx(report["en"]["before"], rel=0.02)  # English ids unchanged
-    assert report["ko"]["after"] <= report["ko"]["before"] * 1.02, report["ko"]
+    # Korean: the new tokens are unknown inputs to the model until the new-rows stage (docs/tokenizer.md).
+    assert report["ko"]["after"] > report["ko"]["before"]
     config = json.loads((walk["work"] / "extended" / "config.json").read_text())
     assert config["model_type"] == "llama" and config["tie_word_embeddings"] is True and config["vocab_size"] == 49152 + 8 + 300
 
