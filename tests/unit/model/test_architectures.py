@@ -79,3 +79,20 @@ def test_non_causal_model_type_is_one_clear_error(en_tokenizer_dir, tmp_path):
     (base / "config.json").write_text(json.dumps({**config, "model_type": "t5"}))
     with pytest.raises(UserError, match="'t5' is not a decoder-only causal LM"):
         read_model_config(base)
+
+
+def test_training_checkpoint_of_a_tied_model_stores_the_head_once(en_tokenizer_dir, tmp_path):
+    from accelerate import Accelerator
+
+    from polyglot_llama.train import checkpointing
+
+    model = load_causal_lm(tiny("llama", True, en_tokenizer_dir, tmp_path / "base"))
+    optimizer = torch.optim.AdamW(model.parameters())
+    path = checkpointing.save(tmp_path / "run", 1, model, optimizer, [], Accelerator(cpu=True), keep=1)
+    with safe_open(path / "model.safetensors", "pt") as f:
+        assert "lm_head.weight" not in f.keys() and "model.embed_tokens.weight" in f.keys()
+    fresh = load_causal_lm(tmp_path / "base")
+    with torch.no_grad():
+        fresh.model.embed_tokens.weight.zero_()
+    checkpointing.load(path, fresh, torch.optim.AdamW(fresh.parameters()))
+    assert torch.equal(fresh.lm_head.weight, model.lm_head.weight)
