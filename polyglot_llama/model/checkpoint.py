@@ -1,4 +1,8 @@
-"""Load and save Hugging Face Llama checkpoint directories (``config.json`` + safetensors + tokenizer).
+"""Load and save Hugging Face decoder-only checkpoint directories (``config.json`` + safetensors + tokenizer).
+
+Any architecture that transformers maps to ``AutoModelForCausalLM`` loads (Llama 2/3, Mistral, Qwen 2/3,
+Gemma 2/3 text, ...); its ``model_type`` is kept in every directory a stage writes. Code shipped with the
+checkpoint (``auto_map``) runs only when the caller passes ``trust_remote_code=True``.
 
 A model directory written by any stage is self-contained: weights, config and the tokenizer files, so the
 next stage (or `AutoModelForCausalLM.from_pretrained`) needs only the path. Saves are written to a temporary
@@ -19,11 +23,18 @@ import torch
 from ..checks import check_model_dir, check_tokenizer_dir, drop_remote_code_keys
 from ..errors import UserError
 
-SUPPORTED_MODEL_TYPES = ("llama",)
+# Tested end to end (tests/unit/model, tests/real); any other decoder-only type transformers knows loads too.
+TESTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text")
 
 
-def read_model_config(path: str | os.PathLike) -> dict:
-    """Read and check ``config.json`` of a Llama checkpoint directory."""
+def causal_lm_types() -> set[str]:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+def read_model_config(path: str | os.PathLike, trust_remote_code: bool = False) -> dict:
+    """Read and check ``config.json`` of a decoder-only checkpoint directory."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: model directory not found; give a Hugging Face model directory (config.json + *.safetensors)")
@@ -33,21 +44,35 @@ def read_model_config(path: str | os.PathLike) -> dict:
     check_model_dir(path)  # damaged config.json or safetensors, weights of another shape: one line naming the file
     config = json.loads(config_file.read_text())
     model_type = config.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise UserError(f"{path}: model_type {model_type!r} is not a Llama model; polyglot-llama supports {SUPPORTED_MODEL_TYPES}")
+    if config.get("auto_map") and not trust_remote_code:
+        raise UserError(f"{config_file}: the checkpoint ships its own model code (auto_map); it is not run unless you "
+                        "ask for it with trust_remote_code: true")
+    if model_type not in causal_lm_types() and not (trust_remote_code and config.get("auto_map")):
+        raise UserError(f"{config_file}: model_type {model_type!r} is not a decoder-only causal LM that transformers knows; "
+                        f"give a causal LM checkpoint (tested: {', '.join(TESTED_MODEL_TYPES)})")
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{path}: no *.safetensors weights; convert the checkpoint to safetensors (pickled .bin files are not loaded)")
     return config
 
 
-def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None, **kwargs):
-    """`LlamaForCausalLM` from a local directory, safetensors only, no remote code."""
+def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None, trust_remote_code: bool = False, **kwargs):
+    """An `AutoModelForCausalLM` from a local directory, safetensors only, remote code only when asked for."""
     from transformers import AutoModelForCausalLM
 
-    read_model_config(path)
+    read_model_config(path, trust_remote_code)
     return AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=False, **kwargs
+        str(path), dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
     )
+
+
+def tied_duplicate_keys(model) -> list[str]:
+    """State-dict keys that alias an earlier parameter (a tied LM head: ``lm_head.weight``), to save once."""
+    seen, duplicates = set(), []
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            duplicates.append(name)
+        seen.add(id(param))
+    return duplicates
 
 
 def load_tokenizer(path: str | os.PathLike):
@@ -81,8 +106,13 @@ def save_checkpoint(model, output: str | os.PathLike, tokenizer=None, tokenizer_
                     extra_files: dict[str, str] | None = None, state_dict: dict | None = None) -> Path:
     """Atomically write ``model`` (safetensors), its tokenizer and extra text files to ``output``.
 
-    ``state_dict`` replaces the model's own (a full state gathered from sharded FSDP ranks).
+    ``state_dict`` replaces the model's own (a full state gathered from sharded FSDP ranks). Its tensors
+    are copies, so transformers cannot see which are tied: tied duplicates are dropped here, so a tied
+    model's head is never written twice (loading re-ties it).
     """
+    if state_dict is not None:
+        duplicates = set(tied_duplicate_keys(model))
+        state_dict = {k: v for k, v in state_dict.items() if k not in duplicates}
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))

@@ -13,7 +13,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +23,11 @@ from tokenizers import Tokenizer
 
 from ..config import write_resolved_config
 from ..errors import UserError
+from ..io import RejectCounter, expand_inputs, iter_records
+from ..languages import normalize_language
+from .bits_per_byte import bits_per_byte
 from .checkpoint import load_causal_lm, read_model_config, save_checkpoint
-from .embedding_init import new_rows, old_subword_ids
+from .embedding_init import LOGIT_OFFSET, logit_shift_direction, new_rows, old_subword_ids
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +48,24 @@ class ModelExtendConfig:
     """The model's own (old) tokenizer directory; default: the tokenizer files inside --model."""
     seed: int = 0
     """Seed of the random init."""
+    logit_offset: float = LOGIT_OFFSET
+    """Nats added to every new token's starting logit (negative: less probable), along the direction of the
+    model's mean final hidden state, where it shifts all logits alike (see embedding_init.logit_shift_direction)."""
+    eval_text: list[str] = field(default_factory=list)
+    """Held-out text (JSONL with ``text``/``lang``) to report bits per byte on, per language, before and after."""
+    eval_max_records: int = 8
+    """Records per language used for the bits-per-byte report."""
+    eval_max_chars: int = 400
+    """Characters per record used for the bits-per-byte report (the same text for both tokenizers)."""
+    trust_remote_code: bool = False
+    """Run model code shipped with the checkpoint (auto_map). Off: such checkpoints are refused."""
 
     def __post_init__(self):
         for key in ("model", "tokenizer", "output"):
             if not getattr(self, key):
                 raise UserError(f"key '{key}' is required (model extend needs --model, --tokenizer and --output)")
+        if self.eval_max_records < 1 or self.eval_max_chars < 1:
+            raise UserError("keys 'eval_max_records' and 'eval_max_chars' must be at least 1")
         if self.pad_to_multiple_of < 0:
             raise UserError(f"key 'pad_to_multiple_of' is {self.pad_to_multiple_of}; use 0 (no padding) or e.g. 64")
 
@@ -86,9 +103,28 @@ def _fill(weight: torch.Tensor, start: int, stop: int, rows: torch.Tensor) -> No
     weight[start:stop] = rows.to(weight.dtype)
 
 
+def read_eval_text(cfg: ModelExtendConfig) -> dict[str, list[str]]:
+    """Up to ``eval_max_records`` texts per language (``lang`` field; ``und`` without one), each cut to ``eval_max_chars``."""
+    if not cfg.eval_text:
+        return {}
+    rejects, by_lang = RejectCounter(), defaultdict(list)
+    for record in iter_records(expand_inputs(cfg.eval_text), rejects):
+        lang = record.get("lang") or "und"
+        try:
+            lang = normalize_language(lang) if lang != "und" else lang
+        except UserError:
+            pass
+        if record["text"].strip() and len(by_lang[lang]) < cfg.eval_max_records:
+            by_lang[lang].append(record["text"][:cfg.eval_max_chars])
+    if not by_lang:
+        raise UserError(f"{cfg.eval_text}: no text to measure bits per byte on ({rejects.count} records rejected: "
+                        f"{rejects.by_reason()}); give JSONL with a 'text' field")
+    return dict(sorted(by_lang.items()))
+
+
 def run(cfg: ModelExtendConfig) -> dict:
     started = time.time()
-    model_config = read_model_config(cfg.model)
+    model_config = read_model_config(cfg.model, cfg.trust_remote_code)
     old_dir = cfg.base_tokenizer or cfg.model
     old, new = _read_tokenizer(old_dir, "old"), _read_tokenizer(cfg.tokenizer, "new")
     old_size, new_size, added = new_token_ids(old, new, old_dir, cfg.tokenizer)
@@ -99,7 +135,9 @@ def run(cfg: ModelExtendConfig) -> dict:
     multiple = cfg.pad_to_multiple_of or 1
     rows_after = max(rows_before, math.ceil(new_size / multiple) * multiple)
 
-    model = load_causal_lm(cfg.model, dtype=_checkpoint_dtype(model_config))
+    eval_text = read_eval_text(cfg)
+    model = load_causal_lm(cfg.model, dtype=_checkpoint_dtype(model_config), trust_remote_code=cfg.trust_remote_code)
+    before = {lang: bits_per_byte(model, old, texts, cfg.eval_max_chars) for lang, texts in eval_text.items()}
     tied = model.get_output_embeddings() is None or model.get_output_embeddings().weight is model.get_input_embeddings().weight
     # Copies of the old rows (bf16 for a 7B: 32000 x 4096 x 2 B = 262 MB each) to compute the new rows from.
     old_in = model.get_input_embeddings().weight[:old_size].detach().clone()
@@ -116,21 +154,33 @@ def run(cfg: ModelExtendConfig) -> dict:
                 for p, ids in zip(spelled, old_subword_ids(old, [p or "" for p in spelled]))]
     generator = torch.Generator().manual_seed(cfg.seed)
     std = float(getattr(model.config, "initializer_range", 0.02))
+    # The model reads the new tokens' spellings in old ids, which the resized (not yet filled) rows do not affect.
+    shift = logit_shift_direction(model, old, [p for p in spelled if p is not None]) * cfg.logit_offset if cfg.logit_offset else None
     # Padding rows only grow the matrix; rows that existed already beyond new_size are kept as they were.
     pad = list(range(max(new_size, rows_before), rows_after))
     matrices = [(model.get_input_embeddings().weight, old_in)] + ([] if tied else [(model.get_output_embeddings().weight, old_out)])
-    for weight, old_rows in matrices:
-        _fill(weight, old_size, new_size, new_rows(old_rows, cfg.init, subwords, std, generator))
+    for k, (weight, old_rows) in enumerate(matrices):
+        rows = new_rows(old_rows, cfg.init, subwords, std, generator)
+        if shift is not None and (tied or k == 1):  # the offset acts through the output rows
+            rows += shift
+        _fill(weight, old_size, new_size, rows)
         if pad:
             _fill(weight, pad[0], rows_after, new_rows(old_rows, "mean", [None] * len(pad), std, generator))
 
     record = {"old_vocab_size": old_size, "new_token_ids": added, "init": cfg.init, "tokenizer": str(cfg.tokenizer),
               "base_tokenizer": str(old_dir), "new_vocab_size": new_size, "embedding_rows": rows_after,
-              "pad_to_multiple_of": cfg.pad_to_multiple_of}
+              "pad_to_multiple_of": cfg.pad_to_multiple_of, "logit_offset": cfg.logit_offset}
+    after = {lang: bits_per_byte(model, new, texts, cfg.eval_max_chars) for lang, texts in eval_text.items()}
+    report = {lang: {"before": round(before[lang], 4), "after": round(after[lang], 4),
+                     "change": f"{100 * (after[lang] / before[lang] - 1):+.1f}%"} for lang in eval_text}
     save_checkpoint(model, cfg.output, tokenizer_dir=cfg.tokenizer,
                     extra_files={"new_tokens.json": json.dumps(record) + "\n"})
+    for lang, row in report.items():
+        log.info("bits per byte %s: %.4f -> %.4f (%s)", lang, row["before"], row["after"], row["change"])
     write_resolved_config(cfg, cfg.output, "model extend")
     log.info("resized %s: %d -> %d rows (%d new tokens, init %s, tied=%s)", cfg.model, rows_before, rows_after, len(added), cfg.init, tied)
     return {"output": str(cfg.output), "old_vocab_size": old_size, "new_vocab_size": new_size, "new_tokens": len(added),
             "embedding_rows_before": rows_before, "embedding_rows": rows_after, "tied_embeddings": tied,
-            "init": cfg.init, "dtype": str(model.dtype).removeprefix("torch."), "seconds": round(time.time() - started, 2)}
+            "init": cfg.init, "logit_offset": cfg.logit_offset, "bits_per_byte": report,
+            "model_type": model.config.model_type, "dtype": str(model.dtype).removeprefix("torch."),
+            "seconds": round(time.time() - started, 2)}

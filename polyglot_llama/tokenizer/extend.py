@@ -183,14 +183,15 @@ def build_extension(base: BaseTokenizer, texts: TargetText, cfg: TokenizerExtend
     while True:
         merges, merge_counts, capped = learn_merges(base, texts, n_chars, n_merges, cfg)
         ext = plan_extension(base, merges, char_counts, cfg.new_tokens, cfg.allow_ascii_pieces, cfg.min_frequency, merge_counts)
-        if len(ext.pieces) >= cfg.new_tokens or not capped:
+        learnt = len(ext.pieces) - len(ext.byte_chars_added)
+        if learnt >= cfg.new_tokens or not capped:
             break
         n_merges *= 4
-    if len(ext.pieces) < cfg.new_tokens:
+    if learnt < cfg.new_tokens:
         raise UserError(
-            f"{cfg.input}: this text supports only {len(ext.pieces)} new tokens at min_frequency={cfg.min_frequency} "
+            f"{cfg.input}: this text supports only {learnt} new tokens at min_frequency={cfg.min_frequency} "
             f"({n_records} records; skipped candidates: {dict(ext.skipped)}); lower --new-tokens to at most "
-            f"{len(ext.pieces)} or give more {cfg.lang or 'target-language'} text"
+            f"{learnt} or give more {cfg.lang or 'target-language'} text"
         )
     return ext, n_records, sample
 
@@ -243,11 +244,26 @@ def run(cfg: TokenizerExtendConfig) -> dict:
         "base": str(base.path.parent), "family": base.family, "old_vocab_size": ext.first_id,
         "new_vocab_size": ext.first_id + len(ext.pieces), "new_token_ids": ext.ids, "new_tokens": ext.pieces,
         "merges_added": len(ext.merges), "skipped_candidates": dict(ext.skipped), "sample_check": check,
+        **_byte_note(ext),
     })
     write_resolved_config(cfg, output, "tokenizer extend")
+    if ext.byte_chars_added or ext.byte_chars_left_out:
+        log.info("base lacked %d byte characters: appended %d, left out %d that valid UTF-8 never contains",
+                 len(ext.byte_chars_added) + len(ext.byte_chars_left_out), len(ext.byte_chars_added), len(ext.byte_chars_left_out))
     log.info("added %d tokens (%d merges); sample of %d records: %d -> %d tokens", len(ext.pieces), len(ext.merges),
              check["sample_records"], check["tokens_before"], check["tokens_after"])
     return {"output": str(output), "family": base.family, "old_vocab_size": ext.first_id,
             "new_vocab_size": ext.first_id + len(ext.pieces), "records": n_records,
             "rejected_records": texts.rejects.by_reason(), "other_language_records": dict(texts.other_languages),
-            **check}
+            **_byte_note(ext), **check}
+
+
+def _byte_note(ext: Extension) -> dict:
+    """Which missing byte characters of a byte-level base were appended and which were left out (and why)."""
+    if not (ext.byte_chars_added or ext.byte_chars_left_out):
+        return {}
+    table = byte_level_alphabet()
+    hexes = lambda chars: [f"0x{table[c]:02x}" for c in chars]  # noqa: E731
+    return {"byte_chars_added": hexes(ext.byte_chars_added), "byte_chars_left_out": hexes(ext.byte_chars_left_out),
+            "byte_chars_note": "the base vocabulary lacked these byte characters; those valid UTF-8 can contain were "
+                               "appended after the old vocabulary, the rest (never in valid UTF-8) left out"}

@@ -5,7 +5,9 @@
   one (normaliser ``Prepend("▁")`` + ``Replace(" ", "▁")``, no pre-tokenizer; the released Llama 2 file)
   and the newer one (a ``Metaspace`` pre-tokenizer, no normaliser).
 * ``byte_level``: GPT-2 / Llama 3 byte-level BPE: every byte is one of 256 printable stand-in characters
-  (``Ġ`` is a space), so there is no unknown text and no byte fallback.
+  (``Ġ`` is a space), so there is no unknown text and no byte fallback. Many published byte-level
+  vocabularies lack some of the 256 characters (SmolLM2 lacks 21): `BaseTokenizer.missing_byte_chars` lists
+  them and `tokenizer extend` appends those that valid UTF-8 text can contain.
 
 Anything else (WordPiece, Unigram, BPE without byte coverage) is refused with a `UserError`.
 """
@@ -61,6 +63,12 @@ class BaseTokenizer:
     family: str
     legacy_sentencepiece: bool = False
 
+    def missing_byte_chars(self) -> list[str]:
+        """Byte-level stand-in characters the vocabulary lacks, in byte order (empty for SentencePiece)."""
+        if self.family != BYTE_LEVEL:
+            return []
+        return sorted((c for c in byte_level_alphabet() if c not in self.vocab), key=byte_level_alphabet().get)
+
     @property
     def model(self) -> dict:
         return self.data["model"]
@@ -91,19 +99,35 @@ class BaseTokenizer:
             return bytes([int(match.group(1), 16)])
         return piece.replace(SPACE_MARK, " ").encode("utf-8")
 
-    def is_byte_token(self, piece: str) -> bool:
-        """A token that stands for part of a character rather than whole characters.
 
-        SentencePiece family: the ``<0x..>`` byte-fallback tokens. Byte-level family (which has no byte
-        fallback) the analogue: a token whose bytes are not valid UTF-8 on their own.
-        """
-        if self.family == SENTENCEPIECE:
-            return bool(BYTE_TOKEN_RE.match(piece))
-        try:
-            self.piece_bytes(piece).decode("utf-8")
-        except (UnicodeDecodeError, KeyError):
-            return True
-        return False
+def partial_character_ids(data: dict) -> set[int]:
+    """Ids of the tokens that stand for part of a character, in any ``tokenizer.json`` (parsed).
+
+    Byte-level BPE (a ``ByteLevel`` pre-tokenizer or decoder): pieces whose bytes are not valid UTF-8 on
+    their own (Hangul is 3 bytes, often split 2 + 1). Otherwise: the byte-fallback tokens ``<0x80>`` to
+    ``<0xFF>`` (``<0x41>`` stands for a whole character, "A"). Whole-character tokens are everything else.
+    """
+    vocab = (data.get("model") or {}).get("vocab") or {}
+    if isinstance(vocab, list):  # Unigram: [[piece, score], ...]
+        vocab = {piece: i for i, (piece, _) in enumerate(vocab)}
+    byte_level = any(n.get("type") == "ByteLevel" for key in ("pre_tokenizer", "decoder") for n in components(data.get(key)))
+    ids = set()
+    if byte_level:
+        table = byte_level_alphabet()
+        specials = {t["content"] for t in data.get("added_tokens") or []}
+        for piece, i in vocab.items():
+            if piece in specials or any(c not in table for c in piece):
+                continue
+            try:
+                bytes(table[c] for c in piece).decode("utf-8")
+            except UnicodeDecodeError:
+                ids.add(i)
+        return ids
+    for piece, i in vocab.items():
+        match = BYTE_TOKEN_RE.match(piece)
+        if match and int(match.group(1), 16) >= 0x80:
+            ids.add(i)
+    return ids
 
 
 def _refuse(path: Path, why: str) -> UserError:
@@ -131,9 +155,6 @@ def load_base_tokenizer(directory: str | Path) -> BaseTokenizer:
     normalizers = components(data.get("normalizer"))
     pre_tokenizers = components(data.get("pre_tokenizer"))
     if any(p.get("type") == "ByteLevel" for p in pre_tokenizers):
-        missing = [c for c in byte_level_alphabet() if c not in vocab]
-        if missing:
-            raise _refuse(file, f"byte-level BPE whose vocabulary lacks {len(missing)} of the 256 byte characters")
         return BaseTokenizer(file, data, BYTE_LEVEL)
     legacy = any(n.get("type") == "Replace" and n.get("content") == SPACE_MARK for n in normalizers)
     metaspace = any(p.get("type") == "Metaspace" and p.get("replacement", SPACE_MARK) == SPACE_MARK for p in pre_tokenizers)

@@ -1,7 +1,8 @@
 """`polyglot-llama tokenizer fertility`: how many tokens each tokenizer spends per language.
 
 Per language (the records' ``lang`` field) and tokenizer: tokens per word, tokens per character, bytes per
-token, byte-fallback share and, on parallel text, tokens relative to English (Petrov et al. 2023's
+token, the share of tokens that are only part of a character (byte-fallback tokens of SentencePiece, pieces
+that are not valid UTF-8 on their own in byte-level BPE: the same measure for every family) and, on parallel text, tokens relative to English (Petrov et al. 2023's
 "tokenization premium"). Written as a terminal table, ``fertility.json``, ``fertility.md`` and a bar chart
 ``fertility.png``.
 
@@ -12,10 +13,13 @@ of running text. Characters are Unicode code points, bytes are UTF-8 bytes. Reco
 English counterpart by ``id`` with any ``<lang>-`` / ``<lang>_`` prefix removed (``ko-001`` ↔ ``en-001``);
 the English ratio uses only paired records and is left out where there are none. "vs 1st" is each
 tokenizer's token count over the first tokenizer's, on the same text (after / before an extension).
+Unreadable records (bad JSON, no text field, invalid UTF-8) and empty ones are counted in the report and
+written with their reason to ``rejected.jsonl``; none is dropped silently.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections import defaultdict
@@ -27,13 +31,13 @@ from tqdm import tqdm
 
 from ..config import write_resolved_config
 from ..errors import UserError
-from ..io import RejectCounter, atomic_path, expand_inputs, iter_records, write_json, write_text
+from ..io import RejectCounter, atomic_path, expand_inputs, iter_records, write_json, write_jsonl, write_text
 from ..languages import language_name, normalize_language
-from .families import BYTE_TOKEN_RE, load_base_tokenizer
+from .families import partial_character_ids
 
 CHARACTER_WORD_LANGS = {"zh", "ja", "th", "lo", "km", "my", "bo", "yue"}
-METRICS = ("tokens_per_word", "tokens_per_char", "bytes_per_token", "byte_fallback_share", "en_ratio", "vs_first")
-HEADERS = ("tok/word", "tok/char", "bytes/tok", "byte-fb", "vs en", "vs 1st")
+METRICS = ("tokens_per_word", "tokens_per_char", "bytes_per_token", "partial_char_share", "en_ratio", "vs_first")
+HEADERS = ("tok/word", "tok/char", "bytes/tok", "partial", "vs en", "vs 1st")
 
 
 @dataclass
@@ -80,19 +84,12 @@ def parallel_key(record_id, lang: str) -> str | None:
     return re.sub(rf"^{re.escape(lang)}[-_]", "", str(record_id))
 
 
-def byte_token_ids(directory: str) -> set[int]:
-    """Ids of byte-fallback tokens (or, for byte-level BPE, tokens that are only part of a character)."""
-    tokenizer = Tokenizer.from_file(str(Path(directory) / "tokenizer.json"))
-    vocab = tokenizer.get_vocab(with_added_tokens=False)
-    try:
-        base = load_base_tokenizer(directory)
-    except UserError:  # a family we cannot extend can still be measured: count <0x..> tokens only
-        return {i for t, i in vocab.items() if BYTE_TOKEN_RE.match(t)}
-    return {i for t, i in vocab.items() if base.is_byte_token(t)}
+def partial_token_ids(directory: str) -> set[int]:
+    """Ids of tokens that are only part of a character (see `families.partial_character_ids`)."""
+    return partial_character_ids(json.loads((Path(directory) / "tokenizer.json").read_text(encoding="utf-8")))
 
 
-def read_languages(cfg: FertilityConfig) -> dict[str, list[dict]]:
-    rejects = RejectCounter()
+def read_languages(cfg: FertilityConfig, rejects: RejectCounter) -> dict[str, list[dict]]:
     by_lang: dict[str, list[dict]] = defaultdict(list)
     for record in iter_records(expand_inputs(cfg.input), rejects, text_field=cfg.text_field):
         lang = str(record.get(cfg.lang_field) or cfg.default_lang)
@@ -100,10 +97,13 @@ def read_languages(cfg: FertilityConfig) -> dict[str, list[dict]]:
             lang = normalize_language(lang) if lang != "und" else lang
         except UserError:  # an unknown label is reported under its own spelling rather than dropped
             lang = lang.strip()
+        if not record[cfg.text_field].strip():
+            # iter_records gives no position for a parsed record; the raw record identifies it
+            rejects.add(",".join(cfg.input), 0, "empty text", json.dumps(record, ensure_ascii=False))
+            continue
         if cfg.max_records_per_lang and len(by_lang[lang]) >= cfg.max_records_per_lang:
             continue
-        if record[cfg.text_field].strip():
-            by_lang[lang].append({"text": record[cfg.text_field], "key": parallel_key(record.get(cfg.id_field), lang)})
+        by_lang[lang].append({"text": record[cfg.text_field], "key": parallel_key(record.get(cfg.id_field), lang)})
     if not by_lang:
         raise UserError(f"{cfg.input}: no text to measure ({rejects.count} records rejected: {rejects.by_reason()})")
     return dict(sorted(by_lang.items(), key=lambda kv: (kv[0] != "en", kv[0])))
@@ -114,7 +114,7 @@ def measure(directory: str, by_lang: dict[str, list[dict]]) -> dict[str, dict]:
     if not (Path(directory) / "tokenizer.json").is_file():
         raise UserError(f"{directory}: no tokenizer.json; give a Hugging Face tokenizer directory")
     tokenizer = Tokenizer.from_file(str(Path(directory) / "tokenizer.json"))
-    byte_ids = byte_token_ids(directory)
+    partial_ids = partial_token_ids(directory)
     counts: dict[str, list[int]] = {}
     stats: dict[str, dict] = {}
     for lang, records in tqdm(by_lang.items(), desc=f"fertility {Path(directory).name}", leave=False, disable=None):
@@ -124,11 +124,11 @@ def measure(directory: str, by_lang: dict[str, list[dict]]) -> dict[str, dict]:
         words = sum(count_words(r["text"], lang) for r in records)
         chars = sum(len(r["text"]) for r in records)
         n_bytes = sum(len(r["text"].encode("utf-8")) for r in records)
-        fallback = sum(1 for e in encodings for i in e.ids if i in byte_ids)
+        partial = sum(1 for e in encodings for i in e.ids if i in partial_ids)
         stats[lang] = {
             "records": len(records), "words": words, "chars": chars, "bytes": n_bytes, "tokens": tokens,
             "tokens_per_word": tokens / words if words else None, "tokens_per_char": tokens / chars,
-            "bytes_per_token": n_bytes / tokens if tokens else None, "byte_fallback_share": fallback / tokens if tokens else 0.0,
+            "bytes_per_token": n_bytes / tokens if tokens else None, "partial_char_share": partial / tokens if tokens else 0.0,
             "en_ratio": None, "parallel_records": 0,
         }
     if "en" in by_lang:
@@ -144,7 +144,7 @@ def measure(directory: str, by_lang: dict[str, list[dict]]) -> dict[str, dict]:
 def _cell(metric: str, value) -> str:
     if value is None:
         return "-"
-    return f"{100 * value:.1f}%" if metric == "byte_fallback_share" else f"{value:.2f}"
+    return f"{100 * value:.1f}%" if metric == "partial_char_share" else f"{value:.2f}"
 
 
 def format_table(results: dict[str, dict[str, dict]], markdown: bool = False) -> str:
@@ -170,7 +170,7 @@ def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
 
     labels, langs = list(results), list(next(iter(results.values())))
     panels = [("tokens_per_word", "tokens per word"), ("en_ratio", "tokens relative to English"),
-              ("byte_fallback_share", "byte-fallback share")]
+              ("partial_char_share", "share of partial-character tokens")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     x, width = np.arange(len(langs)), 0.8 / len(labels)
     for ax, (metric, title) in zip(axes, panels):
@@ -189,7 +189,8 @@ def plot(results: dict[str, dict[str, dict]], path: Path) -> None:
 def run(cfg: FertilityConfig) -> dict:
     labels = cfg.labels or [Path(t).resolve().name for t in cfg.tokenizer]
     labels = [label if labels.count(label) == 1 else f"{label}#{i}" for i, label in enumerate(labels)]
-    by_lang = read_languages(cfg)
+    rejects = RejectCounter()
+    by_lang = read_languages(cfg, rejects)
     results = {label: measure(directory, by_lang) for label, directory in zip(labels, cfg.tokenizer)}
     first = results[labels[0]]
     for stats in results.values():  # token count relative to the first tokenizer (e.g. the base), same text
@@ -198,11 +199,17 @@ def run(cfg: FertilityConfig) -> dict:
     output = Path(cfg.output)
     write_json(output / "fertility.json", {
         "tokenizers": dict(zip(labels, cfg.tokenizer)), "results": results,
+        "records_measured": sum(len(r) for r in by_lang.values()), "rejected_records": rejects.by_reason(),
         "word_definition": {"characters (letters and digits)": sorted(CHARACTER_WORD_LANGS), "whitespace-separated": "all others (eojeol for ko)"},
     })
     write_text(output / "fertility.md", format_table(results, markdown=True))
     plot(results, output / "fertility.png")
     write_resolved_config(cfg, output, "tokenizer fertility")
+    if rejects.count:
+        write_jsonl(output / "rejected.jsonl", rejects.rejected)
     print(format_table(results))
+    if rejects.count:
+        print(f"{rejects.count} records rejected ({rejects.by_reason()}); see {output / 'rejected.jsonl'}")
     return {"output": str(output), "json": str(output / "fertility.json"), "chart": str(output / "fertility.png"),
-            "languages": list(by_lang), "tokenizers": dict(zip(labels, cfg.tokenizer))}
+            "languages": list(by_lang), "tokenizers": dict(zip(labels, cfg.tokenizer)),
+            "records_measured": sum(len(r) for r in by_lang.values()), "rejected_records": rejects.by_reason()}

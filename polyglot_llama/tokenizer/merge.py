@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 
 from tokenizers import Tokenizer
 
-from .families import SENTENCEPIECE, BaseTokenizer
+from .families import SENTENCEPIECE, BaseTokenizer, byte_level_alphabet
+
+# Bytes that never occur in valid UTF-8 (overlong leads 0xC0/0xC1, leads of code points above U+10FFFF).
+NEVER_IN_UTF8 = frozenset([0xC0, 0xC1, *range(0xF5, 0x100)])
 
 
 def bpe_segment(word: str, vocab: dict[str, int], ranks: dict[tuple[str, str], int]) -> list[str | None]:
@@ -52,6 +55,10 @@ class Extension:
     pieces: list[str] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    byte_chars_added: list[str] = field(default_factory=list)
+    """Byte-level stand-ins the base lacked, appended first (they do not count against the budget)."""
+    byte_chars_left_out: list[str] = field(default_factory=list)
+    """Missing byte-level stand-ins of bytes that valid UTF-8 never contains (no text needs them)."""
 
     @property
     def ids(self) -> list[int]:
@@ -103,6 +110,17 @@ def plan_extension(base: BaseTokenizer, learnt_merges: list[tuple[str, str]], ch
         if merge is not None:
             ranks[merge] = len(ranks)
             ext.merges.append(merge)
+
+    # A byte-level base that lacks byte characters would silently drop text holding those bytes (control
+    # characters such as 0x04 are valid UTF-8): append them first, so every text round-trips.
+    table = byte_level_alphabet()
+    for char in base.missing_byte_chars():
+        if table[char] in NEVER_IN_UTF8:
+            ext.byte_chars_left_out.append(char)
+        else:
+            add(char, None)
+            ext.byte_chars_added.append(char)
+    budget += len(ext.byte_chars_added)
 
     # Only SentencePiece-style models have characters outside the vocabulary (byte fallback).
     chars = [] if base.family != SENTENCEPIECE else sorted(

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..model.checkpoint import tied_duplicate_keys
+
 PREFIX = "step_"
 
 
@@ -63,8 +65,11 @@ def save(run_dir: Path, step: int, model, optimizer, history: list, accelerator,
         accelerator.save_state(str(tmp / "accelerate"))
     elif accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        # clone() breaks storage sharing between tied weights, which safetensors refuses to write.
-        save_file({k: v.detach().cpu().clone().contiguous() for k, v in unwrapped.state_dict().items()}, tmp / "model.safetensors")
+        # clone() breaks storage sharing between tied weights, which safetensors refuses to write; a tied head
+        # is left out instead of written twice (load() re-ties it, as it tolerates a missing lm_head.weight).
+        tied = set(tied_duplicate_keys(unwrapped))
+        save_file({k: v.detach().cpu().clone().contiguous() for k, v in unwrapped.state_dict().items() if k not in tied},
+                  tmp / "model.safetensors")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     if accelerator.is_main_process:
         torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")

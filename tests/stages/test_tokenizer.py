@@ -35,7 +35,7 @@ def test_train_extend_fertility(tmp_path, capsys):
     assert ko["en"]["tokens"] == base["en"]["tokens"]  # English untouched
     assert ko["ja"]["tokens"] == base["ja"]["tokens"]  # Korean pieces do not touch Japanese either
     assert ko["ko"]["vs_first"] < 0.5 and ko["ko"]["en_ratio"] < base["ko"]["en_ratio"] / 2
-    assert base["ko"]["byte_fallback_share"] > 0.8 > 0.5 > ko["ko"]["byte_fallback_share"]
+    assert base["ko"]["partial_char_share"] > 0.8 > 0.5 > ko["ko"]["partial_char_share"]
     assert (tmp_path / "report" / "fertility.png").stat().st_size > 10_000
 
 

@@ -125,3 +125,18 @@ def test_mismatched_model_and_tokenizer_are_one_line_errors(en_model_dir, multi_
     save_file({k: v[:400] if v.shape[0] == 512 else v for k, v in weights.items()}, small / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(UserError, match="400 embedding rows but its tokenizer .* has 512 tokens"):
         run(ModelExtendConfig(model=str(small), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "x")))
+
+
+def test_logit_offset_moves_new_token_logits_by_that_many_nats(en_model_dir, en_tokenizer_dir, ko_tokenizer_dir, tmp_path):
+    for name, offset in (("plain", 0.0), ("offset", -5.0)):
+        run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / name), logit_offset=offset))
+    plain, shifted = load_causal_lm(tmp_path / "plain"), load_causal_lm(tmp_path / "offset")
+    old = Tokenizer.from_file(str(en_tokenizer_dir / "tokenizer.json"))
+    new_vocab = Tokenizer.from_file(str(ko_tokenizer_dir / "tokenizer.json")).get_vocab()
+    pieces = [p for p, i in sorted(new_vocab.items(), key=lambda kv: kv[1]) if i >= 512]
+    ids = torch.tensor([[t.id for p in pieces for t in old.model.tokenize(p)][:512]])  # the text the offset is fitted on
+    with torch.no_grad():
+        diff = shifted(ids).logits[0, :, 512:] - plain(ids).logits[0, :, 512:]  # [T, new]
+        old_diff = shifted(ids).logits[0, :, :512] - plain(ids).logits[0, :, :512]
+    assert diff.mean().item() == pytest.approx(-5.0, rel=0.05)  # fitted on all windows, checked on the first
+    assert torch.equal(old_diff, torch.zeros_like(old_diff))  # old tokens' logits untouched (untied head)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from polyglot_llama.errors import UserError
-from polyglot_llama.tokenizer.fertility import FertilityConfig, byte_token_ids, count_words, format_table, measure, run
+from polyglot_llama.tokenizer.fertility import FertilityConfig, partial_token_ids, count_words, format_table, measure, run
 from polyglot_llama.tokenizer.train import BYTE_TOKENS, SPECIAL_TOKENS, build_llama_tokenizer, save_tokenizer_dir
 
 
@@ -31,17 +31,17 @@ def test_measure_matches_hand_counts(tiny_dir):
     stats = measure(str(tiny_dir), by_lang)
     en, ko = stats["en"], stats["ko"]
     assert (en["tokens"], en["tokens_per_word"], en["tokens_per_char"], en["bytes_per_token"]) == (2, 1.0, 0.4, 2.5)
-    assert en["byte_fallback_share"] == 0.0 and en["en_ratio"] == 1.0
+    assert en["partial_char_share"] == 0.0 and en["en_ratio"] == 1.0
     # "한 ab" -> ▁ <0xED> <0x95> <0x9C> ▁ab (5 tokens, 3 of them bytes); "ab" -> ▁ab
     assert (ko["tokens"], ko["words"], ko["chars"], ko["bytes"]) == (6, 3, 6, 8)
-    assert ko["byte_fallback_share"] == pytest.approx(0.5)
+    assert ko["partial_char_share"] == pytest.approx(0.5)
     assert ko["en_ratio"] == 2.5 and ko["parallel_records"] == 1  # only the record paired by id counts
 
 
 def test_byte_level_partial_characters_count_as_byte_tokens(family_tokenizer_dirs):
     directory = family_tokenizer_dirs["gpt2"]
     vocab = json.loads((directory / "tokenizer.json").read_text())["model"]["vocab"]
-    ids = byte_token_ids(str(directory))
+    ids = partial_token_ids(str(directory))
     assert vocab["ì"] in ids and vocab["Ġ"] not in ids and vocab["a"] not in ids
 
 
@@ -68,3 +68,27 @@ def test_bad_input_is_one_line(tiny_dir, tmp_path):
         data = tmp_path / "t.jsonl"
         data.write_text('{"text": "ab", "lang": "en"}\n')
         run(FertilityConfig(tokenizer=[str(tmp_path)], input=[str(data)], output=str(tmp_path / "o")))
+
+
+def test_malformed_and_empty_records_are_counted_and_kept(tiny_dir, tmp_path, capsys):
+    data = tmp_path / "text.jsonl"
+    data.write_bytes(b'{"lang": "en", "text": "ab"}\n{"lang": "en"\n{"lang": "en", "text": 3}\n\xff\xfe\n'
+                     b'{"lang": "en", "text": "  "}\n[1]\n{"lang": "en", "text": "ab ab"}\n')
+    result = run(FertilityConfig(tokenizer=[str(tiny_dir)], input=[str(data)], output=str(tmp_path / "out")))
+    assert result["records_measured"] == 2
+    assert sum(result["rejected_records"].values()) == 5
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejected] == ["malformed JSON: Expecting ',' delimiter", "missing or non-string field 'text'",
+                                               "invalid UTF-8", "empty text", "record is not a JSON object"]
+    assert json.loads((tmp_path / "out" / "fertility.json").read_text())["rejected_records"]["empty text"] == 1
+    assert "5 records rejected" in capsys.readouterr().out
+
+
+def test_partial_characters_are_measured_for_a_byte_level_base_lacking_byte_characters(family_tokenizer_dirs, tmp_path):
+    # A byte-level vocabulary that lacks some byte characters (as SmolLM2's does) is still measured as byte-level.
+    data = json.loads((family_tokenizer_dirs["gpt2"] / "tokenizer.json").read_text())
+    del data["model"]["vocab"]["Ā"]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "tokenizer.json").write_text(json.dumps(data))
+    ids = partial_token_ids(str(tmp_path / "t"))
+    assert data["model"]["vocab"]["ì"] in ids and data["model"]["vocab"]["a"] not in ids
