@@ -41,6 +41,7 @@ from ..model.reward_model import context_length
 from . import dpo_data
 from .dpo_metrics import preference_metrics, token_kl_to_reference, write_tensorboard
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, StepOutput, distributed_state, save_final, train
+from .loop import resolve_grad_accum as shared_resolve_grad_accum
 from .losses import dpo_loss, ipo_loss, sequence_logprobs
 from .reward_data import UNKNOWN_LANG, describe, load_pairs, split_validation
 
@@ -137,13 +138,14 @@ class DPOConfig:
 
 def resolve_grad_accum(cfg: DPOConfig, world_size: int) -> int:
     """Micro-batches per optimizer step so that micro_batch_size × accumulation × processes = batch_size (as SFT)."""
-    if cfg.batch_size == 0:
-        return cfg.loop.grad_accum
-    per_step = cfg.loop.micro_batch_size * world_size
-    if cfg.batch_size % per_step:
-        raise UserError(f"key 'batch_size' is {cfg.batch_size}, not a multiple of loop.micro_batch_size × processes "
-                        f"= {per_step}; change one of them")
-    return cfg.batch_size // per_step
+    return shared_resolve_grad_accum(cfg.batch_size or cfg.loop.global_batch_size, cfg.loop.micro_batch_size,
+                                     world_size, cfg.loop.grad_accum, key="batch_size" if cfg.batch_size else
+                                     "loop.global_batch_size")
+
+
+def count_pairs(batch: dict) -> int:
+    """Loss units of a DPO batch: its pairs (the loss is a mean over pairs), not its 2B rows or their tokens."""
+    return int(batch["ref_chosen"].numel())
 
 
 def dpo_step(model, batch: dict, *, loss: str, beta: float, label_smoothing: float, tau: float, offset_scale: float) -> StepOutput:
@@ -272,11 +274,12 @@ def run(cfg: DPOConfig) -> dict:
     policy.to("cpu")
 
     # The loop reads one pre-grouped micro-batch per micro-step: length-sorted groups of micro_batch_size pairs.
-    loop = dataclasses.replace(cfg.loop, micro_batch_size=1, grad_accum=grad_accum)
+    loop = dataclasses.replace(cfg.loop, micro_batch_size=1, grad_accum=grad_accum, global_batch_size=0)
     groups = dpo_data.length_grouped_batches(train_examples, cfg.loop.micro_batch_size, cfg.loop.seed)
     eval_sets = {lang: dpo_data.length_grouped_batches(ex, cfg.eval_batch_size, cfg.loop.seed)
                  for lang, ex in _by_language(validation_examples).items()}
     result = train(policy, groups, partial(dpo_data.collate, pad_id=pad_id), step, output / "training", loop=loop,
+                   count_fn=count_pairs,
                    optim=cfg.optim, schedule=cfg.schedule, eval_sets=eval_sets, run_config=to_dict(cfg))
     trained = result.pop("model")
     summary = {"output": str(output), "loss": cfg.loss, "beta": cfg.beta, "steps": result["steps"],
