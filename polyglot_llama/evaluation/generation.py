@@ -8,7 +8,7 @@ An empty answer is counted under problems and scored as wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -48,7 +48,7 @@ class GenerationTask:
 
     PRIMARY: ClassVar[str] = "exact_match"
     HIGHER_IS_BETTER: ClassVar[bool] = True
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: limit excludes demonstrations, no forced BOS
 
     def __post_init__(self):
         if self.data is None:
@@ -80,7 +80,9 @@ class GenerationTask:
 
     def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
         lm = checkpoint.language_model()
-        by_lang = load_by_language(self.data, template_fields(self.prompt) + [self.answer_field], rejects)
+        # data.limit counts scored examples; the demonstrations come on top of it (else --limit 2 scores none).
+        spec = replace(self.data, limit=self.data.limit + self.fewshot if self.data.limit else 0)
+        by_lang = load_by_language(spec, template_fields(self.prompt) + [self.answer_field], rejects)
         scored = {lang: records[self.fewshot:] for lang, records in by_lang.items()}
         languages = report_empty_languages(scored, rejects, self.data.files[0])
         jobs = [(lang, record, self._encode(lm, by_lang[lang][:self.fewshot], record))

@@ -37,7 +37,7 @@ class MultipleChoiceTask:
 
     PRIMARY: ClassVar[str] = "accuracy"
     HIGHER_IS_BETTER: ClassVar[bool] = True
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: no forced BOS, the harness's context/choice split
 
     def __post_init__(self):
         if self.data is None:
@@ -66,7 +66,7 @@ class MultipleChoiceTask:
         required = template_fields(self.prompt) + self.choices + [self.answer_field]
         by_lang = load_by_language(self.data, required, rejects)
         where = self.data.files[0]
-        items = []  # (lang, answer index, [(context ids, choice ids)], [choice lengths in chars])
+        items = []  # (lang, answer index, context ids, [choice ids], [choice lengths in chars])
         for lang, records in by_lang.items():
             for record in records:
                 choices = self._choice_list(record)
@@ -79,19 +79,17 @@ class MultipleChoiceTask:
                     continue
                 context = fill_template(self.prompt, record)
                 pairs = [lm.split_continuation(context, self.choice_prefix + c) for c in choices]
-                items.append((lang, answer, pairs, [max(1, len(c)) for c in choices]))
+                items.append((lang, answer, pairs[0][0], [cont for _, cont in pairs], [max(1, len(c)) for c in choices]))
         usable = {lang: [item for item in items if item[0] == lang] for lang in by_lang}
         languages = report_empty_languages(usable, rejects, where)
-        flat = [pair for item in items for pair in item[2]]
-        scores = iter(lm.loglikelihoods(flat, desc=f"{self.name} choices"))
+        scores = lm.choice_loglikelihoods([(ctx, conts) for _, _, ctx, conts, _ in items], desc=f"{self.name} choices")
         tallies = {lang: [0, 0, 0, 0.0] for lang in languages}  # correct, correct_norm, n, Σ 1/k
-        for lang, answer, pairs, lengths in items:
-            logprobs = [next(scores) for _ in pairs]
+        for (lang, answer, _, conts, lengths), logprobs in zip(items, scores):
             tally = tallies[lang]
             tally[0] += int(argmax(logprobs) == answer)
             tally[1] += int(argmax([lp / n for lp, n in zip(logprobs, lengths)]) == answer)
             tally[2] += 1
-            tally[3] += 1 / len(pairs)
+            tally[3] += 1 / len(conts)
         return {"languages": {
             lang: {"accuracy": c / n, "accuracy_norm": cn / n, "chance": k / n, "n": n}
             for lang, (c, cn, n, k) in tallies.items()

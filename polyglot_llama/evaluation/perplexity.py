@@ -3,7 +3,8 @@
 Perplexity depends on the tokenizer (a vocabulary with longer pieces predicts fewer, harder tokens), so it
 cannot compare a base model with its vocabulary-extended successor. Bits per byte can: the same total
 negative log-likelihood, divided by the UTF-8 bytes of the text instead of the token count:
-``bpb = Σ NLL (nats) / bytes / ln 2``. Each document starts with BOS; every text token is predicted once.
+``bpb = Σ NLL (nats) / bytes / ln 2``. Each document is encoded as the tokenizer does by default (with BOS
+only where the tokenizer adds one); every token after the first is predicted once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class PerplexityTask:
 
     PRIMARY: ClassVar[str] = "bits_per_byte"
     HIGHER_IS_BETTER: ClassVar[bool] = False
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: no forced BOS
 
     def __post_init__(self):
         if self.data is None:

@@ -122,7 +122,9 @@ def run(cfg: EvalConfig) -> dict:
     if cfg.limit:
         for task in tasks:
             if getattr(task, "data", None) is not None:
-                task.data.limit = cfg.limit
+                task.data.limit = cfg.limit  # scored examples per language; few-shot demonstrations are extra
+            elif hasattr(task, "limit"):
+                task.limit = cfg.limit
     output = Path(cfg.output)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else output / "cache"
     runtime = Runtime(device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size, max_length=cfg.max_length)

@@ -37,7 +37,11 @@ def test_unknown_task_key_and_duplicate_names_are_errors(tmp_path):
         load_suite(suite)
 
 
-def test_harness_kind_without_the_package_says_so(tmp_path):
+def test_harness_kind_without_the_package_says_so(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else find_spec(name, *a))
     suite = _suite(tmp_path, "tasks:\n  - {kind: lm_eval_harness, tasks: [xnli_de]}\n")
     with pytest.raises(UserError, match="lm-evaluation-harness, which is not installed; pip install lm-eval"):
         load_suite(suite)
