@@ -4,8 +4,9 @@ A suite (YAML) lists tasks, each a task YAML path or an inline mapping with a ``
 validated before any model loads: an unknown kind or key stops the run at start with one line. Then
 each checkpoint runs each task; a result is cached under (checkpoint fingerprint, task fingerprint), so
 rerunning after adding a checkpoint or editing one task recomputes only what changed. Per-checkpoint
-failures (a model that does not load, a data file that does not exist) are recorded in the results and
-the report, and the other pairs still run.
+failures (a model that does not load, a tokenizer larger than the model's embeddings, a data file that
+does not exist) are recorded in the results and the report, the other pairs still run, and the command
+exits 2 once every result is written, so scripts can tell a partial run from a complete one.
 
 Outputs in ``output``: results.json, results.md, report.html + plots/*.png, predictions/ (generated
 answers), rejects/ (records that could not be used, with reasons), cache/, eval.config.yaml.
@@ -106,6 +107,11 @@ def evaluate_pair(checkpoint: Checkpoint, task, runtime_key: dict, cache: Path, 
         outcome = task.evaluate(checkpoint, rejects)
     except UserError as e:
         return {"error": str(e), "problems": rejects.by_reason(), "cached": False}
+    except Exception as e:  # a bug or an unforeseen input: this pair fails, the other pairs' results are kept
+        log.exception("eval: %s on %s failed", task.name, checkpoint.name)
+        message = f"{type(e).__name__}: {e}".splitlines()[0]
+        return {"error": f"unexpected failure (traceback in the log): {message}", "problems": rejects.by_reason(),
+                "cached": False}
     predictions = outcome.pop("predictions", None)
     result = {**outcome, "problems": rejects.by_reason(), "seconds": round(time.perf_counter() - started, 3),
               "task_fingerprint": fingerprint}
@@ -156,5 +162,7 @@ def run(cfg: EvalConfig) -> dict:
         "computed": sum(not r["cached"] and "error" not in r for r in pairs),
         "reused": sum(r["cached"] for r in pairs),
         "errors": [f"{t['name']} / {m}: {r['error']}" for t in results["tasks"] for m, r in t["results"].items() if "error" in r],
+        # (checkpoint, task) pairs without a result: the CLI exits 2 when there is any (results are still written).
+        "failed": sum("error" in r for r in pairs),
         "headline": {t["name"]: {m: mean_primary(r, t["primary"]) for m, r in t["results"].items()} for t in results["tasks"]},
     }
