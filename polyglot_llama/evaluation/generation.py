@@ -48,7 +48,7 @@ class GenerationTask:
 
     PRIMARY: ClassVar[str] = "exact_match"
     HIGHER_IS_BETTER: ClassVar[bool] = True
-    VERSION: ClassVar[int] = 2  # 2: limit excludes demonstrations, no forced BOS
+    VERSION: ClassVar[int] = 3  # 2: limit excludes demonstrations, no forced BOS; 3: outcomes
 
     def __post_init__(self):
         if self.data is None:
@@ -100,6 +100,9 @@ class GenerationTask:
             metrics: dict = {"n": len(rows), "empty_answers": sum(not p["answer"] for p in rows)}
             for path in self.metric_paths:
                 metrics.update(compute_metric(path, [p["answer"] for p in rows], [p["references"] for p in rows]))
+            if self.PRIMARY == "exact_match":  # per-item 0/1, for intervals and paired tests (chrF is corpus-level)
+                metrics["outcomes"] = [int(compute_metric(self.metric_paths[0], [p["answer"]], [p["references"]])["exact_match"] > 0)
+                                       for p in rows]
             results[lang] = metrics
         return {"languages": results, "predictions": predictions}
 

@@ -37,7 +37,7 @@ class MultipleChoiceTask:
 
     PRIMARY: ClassVar[str] = "accuracy"
     HIGHER_IS_BETTER: ClassVar[bool] = True
-    VERSION: ClassVar[int] = 2  # 2: no forced BOS, the harness's context/choice split
+    VERSION: ClassVar[int] = 3  # 2: no forced BOS, the harness's split; 3: per-item outcomes
 
     def __post_init__(self):
         if self.data is None:
@@ -84,14 +84,16 @@ class MultipleChoiceTask:
         languages = report_empty_languages(usable, rejects, where)
         scores = lm.choice_loglikelihoods([(ctx, conts) for _, _, ctx, conts, _ in items], desc=f"{self.name} choices")
         tallies = {lang: [0, 0, 0, 0.0] for lang in languages}  # correct, correct_norm, n, Σ 1/k
+        outcomes: dict[str, list[int]] = {lang: [] for lang in languages}  # per item, for intervals and paired tests
         for (lang, answer, _, conts, lengths), logprobs in zip(items, scores):
             tally = tallies[lang]
-            tally[0] += int(argmax(logprobs) == answer)
+            outcomes[lang].append(int(argmax(logprobs) == answer))
+            tally[0] += outcomes[lang][-1]
             tally[1] += int(argmax([lp / n for lp, n in zip(logprobs, lengths)]) == answer)
             tally[2] += 1
             tally[3] += 1 / len(conts)
         return {"languages": {
-            lang: {"accuracy": c / n, "accuracy_norm": cn / n, "chance": k / n, "n": n}
+            lang: {"accuracy": c / n, "accuracy_norm": cn / n, "chance": k / n, "n": n, "outcomes": outcomes[lang]}
             for lang, (c, cn, n, k) in tallies.items()
         }}
 

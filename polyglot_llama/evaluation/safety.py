@@ -57,7 +57,7 @@ class SafetyTask:
 
     PRIMARY: ClassVar[str] = "violation_rate"
     HIGHER_IS_BETTER: ClassVar[bool] = False
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # 2: per-prompt outcomes
 
     def __post_init__(self):
         if self.data is None:
@@ -157,7 +157,9 @@ def rates(rows: list[dict]) -> dict:
     answered = [r for r in rows if r["answer"]]
     n = len(answered)
     out = {"violation_rate": sum(r["violation"] for r in answered) / n if n else None,
-           "n": n, "empty_answers": len(rows) - n}
+           "n": n, "empty_answers": len(rows) - n,
+           # one per prompt in data order (None: empty answer), for intervals and paired tests
+           "outcomes": [int(r["violation"]) if r["answer"] else None for r in rows]}
     if answered and "refusal" in answered[0]:
         out["refusal_rate"] = sum(r["refusal"] for r in answered) / n
     if answered and "unsafe" in answered[0]:

@@ -27,6 +27,7 @@ from ..io import RejectCounter, read_json, write_json, write_jsonl
 from .checkpoints import Checkpoint, display_names
 from .lm import Runtime
 from .report import mean_primary, write_reports
+from .stats import add_uncertainty
 from .tasks import check_unique_names, parse_task, task_fingerprint
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def run(cfg: EvalConfig) -> dict:
         "tasks": [{"name": t.name, "kind": t.kind, "primary": t.PRIMARY, "higher_is_better": t.HIGHER_IS_BETTER,
                    "results": per_task[t.name]} for t in tasks],
     }
+    add_uncertainty(results)
     write_json(output / "results.json", results)
     report = write_reports(results, output)
     write_resolved_config(cfg, output, "eval")
