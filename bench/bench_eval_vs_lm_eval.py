@@ -4,7 +4,7 @@
 
 Two task shapes, the same items, model object and batch size on both sides:
 
-* long: Belebele-like, 4 choices after a passage of four sample-text documents (about 300-900 tokens),
+* long: Belebele-like, 4 choices after a passage of two sample-text documents (about 100-450 tokens),
   "which sentence is from the passage?", one item set per language (en, de, ko, zh);
 * short: the bundled eval/data/multiple_choice.jsonl (capitals and the like, one line of prompt).
 
@@ -37,16 +37,16 @@ def first_sentence(text: str) -> str:
 
 
 def long_items(per_lang: int) -> list[dict]:
-    """Belebele-shaped records: a passage of 4 documents; the right choice is the first sentence of one of them."""
+    """Belebele-shaped records: a passage of 2 documents; the right choice is the first sentence of one of them."""
     items = []
     for lang in LANGS:
         docs = [json.loads(line)["text"] for line in
                 (ROOT / "polyglot_llama/resources/sample_text" / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines()]
         for i in range(per_lang):
-            passage = [docs[(4 * i + k) % len(docs)] for k in range(4)]
-            distractors = [first_sentence(docs[(4 * i + 17 + 5 * k) % len(docs)]) for k in range(3)]
+            passage = [docs[(2 * i + k) % len(docs)] for k in range(2)]
+            distractors = [first_sentence(docs[(2 * i + 17 + 5 * k) % len(docs)]) for k in range(3)]
             answer = i % 4
-            choices = distractors[:answer] + [first_sentence(passage[i % 4])] + distractors[answer:]
+            choices = distractors[:answer] + [first_sentence(passage[i % 2])] + distractors[answer:]
             items.append({"lang": lang, "passage": " ".join(passage), "choices": choices, "answer": answer})
     return items
 
@@ -66,7 +66,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(REAL) if REAL.is_dir() else "")
-    parser.add_argument("--items", type=int, default=24, help="long-passage items per language")
+    parser.add_argument("--items", type=int, default=6, help="long-passage items per language")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 

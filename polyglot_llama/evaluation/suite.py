@@ -24,6 +24,7 @@ from typing import Literal
 from ..config import read_yaml, write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, read_json, write_json, write_jsonl
+from ..languages import normalize_language
 from .checkpoints import Checkpoint, display_names
 from .lm import Runtime
 from .report import mean_primary, write_reports
@@ -57,6 +58,10 @@ class EvalConfig:
     """Result cache (default: <output>/cache); share one between output folders to reuse results."""
     refresh: bool = False
     """Recompute every (checkpoint, task) pair even when a cached result exists."""
+    data_root: str = ""
+    """Folder holding the published benchmark files that task files name as {data_root}/... (eval/multilingual.yaml)."""
+    languages: list[str] = field(default_factory=list)
+    """Evaluate only these languages in every task (empty: each task's own list, or all found)."""
 
     def __post_init__(self):
         if not self.suite:
@@ -69,7 +74,7 @@ class EvalConfig:
             raise UserError("keys 'batch_size' (>= 1), 'limit' and 'max_length' (>= 0) are out of range")
 
 
-def load_suite(path: str | Path, only: list[str] = ()) -> tuple[str, list]:
+def load_suite(path: str | Path, only: list[str] = (), data_root: str = "", languages: list[str] = ()) -> tuple[str, list]:
     """(suite name, task objects); every task is validated here, before any model is loaded."""
     path = Path(path)
     data = read_yaml(path)
@@ -86,6 +91,11 @@ def load_suite(path: str | Path, only: list[str] = ()) -> tuple[str, list]:
         if missing:
             raise UserError(f"--tasks {missing[0]!r} is not in {path}; its tasks: {', '.join(t.name for t in tasks)}")
         tasks = [t for t in tasks if t.name in only]
+    for task in tasks:
+        if getattr(task, "data", None) is not None:
+            task.data.set_data_root(data_root, f"task '{task.name}'")
+            if languages:
+                task.data.languages = [normalize_language(code) for code in languages]
     return str(data.get("name") or path.stem), tasks
 
 
@@ -125,7 +135,7 @@ def evaluate_pair(checkpoint: Checkpoint, task, runtime_key: dict, cache: Path, 
 
 
 def run(cfg: EvalConfig) -> dict:
-    suite_name, tasks = load_suite(cfg.suite, cfg.tasks)
+    suite_name, tasks = load_suite(cfg.suite, cfg.tasks, cfg.data_root, cfg.languages)
     if cfg.limit:
         for task in tasks:
             if getattr(task, "data", None) is not None:
