@@ -75,6 +75,17 @@ def _ci(ci) -> str:
     return f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""
 
 
+def agreement_notes(task: dict, models: list[str]) -> list[str]:
+    """Safety tasks judged twice or more: how often each pair of judges agrees, per checkpoint and language."""
+    notes = []
+    for model in models:
+        for lang, metrics in sorted(task["results"].get(model, {}).get("languages", {}).items()):
+            for pair, a in metrics.get("judge_agreement", {}).items():
+                kappa = f", κ {a['kappa']:.2f}" if a["kappa"] is not None else ""
+                notes.append(f"{model}, {lang}: {pair}: agree on {a['agreement']:.0%}{kappa} (n={a['n']})")
+    return notes
+
+
 def comparison_notes(task: dict) -> list[str]:
     """One line per (language, checkpoint) paired test against the baseline, significant ones marked *."""
     notes = []
@@ -116,6 +127,9 @@ def markdown_report(results: dict) -> str:
         if tests:
             lines += ["", "Paired tests against the first checkpoint (* = p < 0.05; the bracket is the 95 % interval):", ""]
             lines += [f"- {t}" for t in tests]
+        judges = agreement_notes(task, models)
+        if judges:
+            lines += ["", "Agreement between safety judges (violation or not):", ""] + [f"- {j}" for j in judges]
         lines += _notes(task, models, markdown=True)
         lines += ["", f"![{task['name']}](plots/{task['name']}.png)"]
     return "\n".join(lines) + "\n"
@@ -193,6 +207,10 @@ def html_report(results: dict) -> str:
         if tests:
             parts.append("<p class='meta'>Paired tests against the first checkpoint (* = p &lt; 0.05; brackets: 95 % intervals)</p>"
                          "<ul class='tests'>" + "".join(f"<li>{e(t)}</li>" for t in tests) + "</ul>")
+        judges = agreement_notes(task, models)
+        if judges:
+            parts.append("<p class='meta'>Agreement between safety judges (violation or not)</p>"
+                         "<ul class='tests'>" + "".join(f"<li>{e(j)}</li>" for j in judges) + "</ul>")
         notes = _notes(task, models, markdown=False)
         if notes:
             parts.append("<ul class='notes'>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
