@@ -156,7 +156,7 @@ class LanguageModel:
         prefix = self.model(input_ids=ids, attention_mask=mask, use_cache=True, **self._no_logits)
         cache = prefix.get(self._cache_arg)
         owner = [b for b, (_, conts) in enumerate(items) for _ in conts]  # item of each choice row
-        cache.batch_select_indices(torch.tensor(owner, device=self.device))  # [B, ...] -> [R, ...]
+        cache.batch_select_indices(torch.tensor(owner))  # [B, ...] -> [R, ...]; CPU ids index a cache on any device
         rows = [[ctx[-1]] + cont for ctx, conts in items for cont in conts]
         row_ids, row_mask = self._right_padded(rows)  # [R, W]
         starts = torch.tensor([len(prefixes[b]) for b in owner], device=self.device)
