@@ -84,8 +84,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
     model_dir = args.model
     if not model_dir:
-        from polyglot_llama.model.init import ModelInitConfig, run as init_model
-        from polyglot_llama.tokenizer.train import save_tokenizer_dir, train_llama_tokenizer
+        from polyglot_llama.model.init import ModelInitConfig
+        from polyglot_llama.model.init import run as init_model
+        from polyglot_llama.tokenizer.train import (
+            save_tokenizer_dir,
+            train_llama_tokenizer,
+        )
 
         texts = [json.loads(line)["text"] for path in sorted((ROOT / "polyglot_llama/resources/sample_text").glob("*.jsonl"))
                  for line in path.read_text(encoding="utf-8").splitlines()]
@@ -114,11 +118,11 @@ def main() -> None:
         ours = MultipleChoiceTask(name=shape, data=DataSpec(files=[str(all_data)]), prompt=prompt)
         manager = TaskManager(include_path=str(task_dir))
 
-        def run_harness(limit=None):
+        def run_harness(limit=None, names=names, manager=manager):
             return lm_eval.simple_evaluate(model=harness, tasks=list(names.values()), task_manager=manager, limit=limit,
                                            verbosity="ERROR")
 
-        def run_ours(limit=0):
+        def run_ours(limit=0, ours=ours):
             ours.data.limit = limit
             return ours.evaluate(checkpoint, RejectCounter())["languages"]
 

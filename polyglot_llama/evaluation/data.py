@@ -16,7 +16,6 @@ from ..io import RejectCounter, expand_inputs
 from ..languages import normalize_language
 from .layouts import flores_records, iter_layout_records, language_from_path
 
-
 DATA_ROOT = "{data_root}"
 
 

@@ -15,9 +15,9 @@ from typing import ClassVar, Literal
 
 from ..errors import UserError
 from ..io import RejectCounter
+from . import jinja_prompts as jinja
 from .data import DataSpec, load_by_language, report_empty_languages
 from .metrics import compute_metric, resolve_metric
-from . import jinja_prompts as jinja
 
 
 @dataclass

@@ -9,7 +9,7 @@ Rendering is sandboxed: a task file cannot reach Python internals.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from jinja2 import StrictUndefined, meta
 from jinja2.exceptions import TemplateError, UndefinedError
@@ -28,7 +28,7 @@ def is_jinja(template: str) -> bool:
     return "{{" in template or "{%" in template
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(source: str):
     try:
         return _ENV.from_string(source)
@@ -36,7 +36,7 @@ def _template(source: str):
         raise UserError(f"prompt template {source!r} is not valid Jinja: {e}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _expression(source: str):
     try:
         return _ENV.compile_expression(source, undefined_to_none=False)

@@ -7,9 +7,8 @@ multiple choice scores each choice as a continuation of the question. One primit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import inspect
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm

@@ -12,8 +12,8 @@ from typing import ClassVar, Literal
 
 from ..errors import UserError
 from ..io import RejectCounter
-from .data import DataSpec, load_by_language, report_empty_languages
 from . import jinja_prompts as jinja
+from .data import DataSpec, load_by_language, report_empty_languages
 
 
 @dataclass

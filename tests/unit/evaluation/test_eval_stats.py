@@ -3,8 +3,13 @@
 import pytest
 
 from polyglot_llama.evaluation.report import html_report, markdown_report
-from polyglot_llama.evaluation.stats import (add_uncertainty, bootstrap_interval, mcnemar_exact, paired_bootstrap,
-                                             wilson_interval)
+from polyglot_llama.evaluation.stats import (
+    add_uncertainty,
+    bootstrap_interval,
+    mcnemar_exact,
+    paired_bootstrap,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_hand_computed():
