@@ -11,7 +11,8 @@ for every checkpoint (None where an example has no score, e.g. an empty answer).
   bootstrap of the mean difference otherwise. p < 0.05 marks the difference as significant.
 
 Without outcomes (lm-evaluation-harness rows), a proportion metric still gets its Wilson interval from
-the value and n; there is then no paired test.
+the value and n; there is then no paired test. A task may also give its own ``ci95`` (perplexity: bits per
+byte, bootstrapped over documents), which is kept.
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ def bootstrap_interval(values: list[float], samples: int = BOOTSTRAP_SAMPLES, se
     n = len(values)
     means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(samples))
     return (means[int(0.025 * samples)], means[int(0.975 * samples) - 1])
+
+
+def bootstrap_ratio_interval(numerators: list[float], denominators: list[float], samples: int = BOOTSTRAP_SAMPLES,
+                             seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of Σ numerators / Σ denominators, resampling whole items (documents:
+    bits per byte is total NLL over total bytes, not a mean of per-document values)."""
+    rng = random.Random(seed)
+    pairs = list(zip(numerators, denominators))
+    ratios = []
+    for _ in range(samples):
+        drawn = rng.choices(pairs, k=len(pairs))
+        ratios.append(sum(n for n, _ in drawn) / sum(d for _, d in drawn))
+    ratios.sort()
+    return (ratios[int(0.025 * samples)], ratios[int(0.975 * samples) - 1])
 
 
 def mcnemar_exact(b: int, c: int) -> float:

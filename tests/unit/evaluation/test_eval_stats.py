@@ -89,3 +89,13 @@ def test_plot_draws_error_bars(tmp_path, monkeypatch):
                        intervals={"a": {"en": [0.5, 0.9]}})
     assert drawn == [[[0.25, 0], [pytest.approx(0.15), 0]]]
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_bootstrap_ratio_interval_resamples_whole_documents():
+    from polyglot_llama.evaluation.stats import bootstrap_ratio_interval
+
+    # Every document at 2 bits per byte: every resample gives 2, whatever the lengths.
+    assert bootstrap_ratio_interval([20.0, 60.0, 2.0], [10, 30, 1]) == (2.0, 2.0)
+    # Two documents at 1 and 3 bits per byte, 10 bytes each: resamples give 1, 2 or 3 (an even mix).
+    low, high = bootstrap_ratio_interval([10.0, 30.0], [10, 10])
+    assert (low, high) == (1.0, 3.0)
