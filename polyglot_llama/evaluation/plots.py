@@ -37,7 +37,9 @@ def grouped_bars(series: dict[str, dict[str, float | None]], path: Path, title: 
         cis = [intervals.get(name, {}).get(c) for c in categories if values.get(c) is not None]
         yerr = None
         if any(cis):  # asymmetric: [[below], [above]]; a bar without an interval gets none
-            yerr = [[y - ci[0] if ci else 0 for y, ci in zip(ys, cis)], [ci[1] - y if ci else 0 for y, ci in zip(ys, cis)]]
+            # max(0, ...): a bootstrap bound equal to the value can differ from it by float round-off
+            yerr = [[max(0.0, y - ci[0]) if ci else 0 for y, ci in zip(ys, cis)],
+                    [max(0.0, ci[1] - y) if ci else 0 for y, ci in zip(ys, cis)]]
         bars = ax.bar(xs, ys, width, label=name, yerr=yerr, capsize=3 if yerr else 0, error_kw={"elinewidth": 1})
         ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
     values = [v for vs in series.values() for v in vs.values() if v is not None]
