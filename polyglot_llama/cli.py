@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runlog.close()
     print(json.dumps(result, ensure_ascii=False, default=str))
+    if isinstance(result, dict) and result.get("failed"):  # eval: some (checkpoint, task) pairs have no result
+        print(f"polyglot-llama {name}: error: {result['failed']} requested result(s) failed, first: "
+              f"{(result.get('errors') or ['?'])[0]}; partial results in {result.get('output')}", file=sys.stderr)
+        return 2
     return 0
 
 

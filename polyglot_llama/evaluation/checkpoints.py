@@ -91,6 +91,11 @@ class Checkpoint:
                 message = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
                 self.error = (message.splitlines() or [type(e).__name__])[0]
                 self._check()
+            rows = model.get_input_embeddings().weight.shape[0]
+            if len(tokenizer) > rows:  # ids past the last row would index out of range mid-task
+                self.error = (f"{self.path}: the tokenizer has {len(tokenizer)} tokens but the model's embeddings have "
+                              f"{rows} rows; resize the model to the tokenizer (polyglot-llama model extend)")
+                self._check()
             self._lm = LanguageModel(model, tokenizer, self.runtime)
         return self._lm
 

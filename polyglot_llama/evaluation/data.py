@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..errors import UserError
-from ..io import RejectCounter, expand_inputs, iter_records
+from ..io import RejectCounter, expand_inputs
 from ..languages import normalize_language
+from .layouts import flores_records, iter_layout_records, language_from_path
+
+DATA_ROOT = "{data_root}"
 
 
 @dataclass
@@ -27,6 +31,15 @@ class DataSpec:
     """Languages to evaluate (empty: all found). A listed language without examples is reported."""
     limit: int = 0
     """At most this many examples per language (0 = all); for quick runs."""
+    lang_from_path: str = ""
+    """Regex whose first group is the language in each file's path, for layouts with a folder or file per
+    language and no language column (XNLI: '/(\\w+)/test'); overrides lang_field."""
+    columns: list[str] = field(default_factory=list)
+    """Field names of headerless CSV/TSV files (MGSM: [question, answer_number])."""
+    layout: Literal["records", "flores"] = "records"
+    """records: one example per row; flores: FLORES-200 text files (<lang_Script>.<split>), aligned by line."""
+    flores_source: str = "eng_Latn"
+    """layout flores: the source-language file's code; every other file is a translation target."""
 
     def __post_init__(self):
         if not self.files:
@@ -39,7 +52,13 @@ class DataSpec:
 
     def resolve(self, base_dir: Path) -> None:
         """Make relative file paths relative to the YAML file that named them."""
-        self.files = [f if Path(f).is_absolute() else str(base_dir / f) for f in self.files]
+        self.files = [f if Path(f).is_absolute() or f.startswith(DATA_ROOT) else str(base_dir / f) for f in self.files]
+
+    def set_data_root(self, root: str, where: str) -> None:
+        """Put the user's folder of published benchmark files in place of {data_root}."""
+        if any(f.startswith(DATA_ROOT) for f in self.files) and not root:
+            raise UserError(f"{where} reads the published benchmark files under {DATA_ROOT}; give --data-root DIR")
+        self.files = [str(Path(root).expanduser()) + f[len(DATA_ROOT):] if f.startswith(DATA_ROOT) else f for f in self.files]
 
     def paths(self) -> list[str]:
         return expand_inputs(self.files)
@@ -58,13 +77,21 @@ def record_language(record: dict, spec: DataSpec) -> str | None:
 def load_by_language(spec: DataSpec, required: list[str], rejects: RejectCounter) -> dict[str, list[dict]]:
     """{lang: [records]} in file order; records lacking a required column or a language are rejected."""
     by_lang: dict[str, list[dict]] = {lang: [] for lang in spec.languages}
-    for path in spec.paths():
-        for number, record in enumerate(iter_records([path], rejects, text_field=None), start=1):
+    if spec.layout == "flores":
+        sources = [(spec.files[0], flores_records(spec.paths(), spec.flores_source, rejects))]
+    else:
+        sources = [(path, iter_layout_records(path, spec.columns, rejects)) for path in spec.paths()]
+    for path, records in sources:
+        path_lang = language_from_path(path, spec.lang_from_path) if spec.lang_from_path else None
+        if spec.lang_from_path and path_lang is None:
+            rejects.add(path, 0, f"no language in the path (lang_from_path {spec.lang_from_path!r})", path)
+            continue
+        for number, record in enumerate(records, start=1):
             missing = [name for name in required if record.get(name) in (None, "", [])]
             if missing:
                 rejects.add(path, number, f"missing column '{missing[0]}'", str(record))
                 continue
-            lang = record_language(record, spec)
+            lang = path_lang or record_language(record, spec)
             if lang is None:
                 rejects.add(path, number, f"missing or invalid language in '{spec.lang_field}'", str(record))
                 continue

@@ -8,15 +8,16 @@ An empty answer is counted under problems and scored as wrong.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from ..errors import UserError
 from ..io import RejectCounter
+from . import jinja_prompts as jinja
 from .data import DataSpec, load_by_language, report_empty_languages
 from .metrics import compute_metric, resolve_metric
-from .templates import fill_template, template_fields
 
 
 @dataclass
@@ -47,10 +48,14 @@ class GenerationTask:
     """Longest answer, in tokens."""
     stop: list[str] = field(default_factory=lambda: ["\n"])
     """The answer ends at the first of these strings."""
+    extract: Literal["", "last_number"] = ""
+    """last_number: score the last number of the answer against the reference number (MGSM), commas dropped."""
+    words: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Words per language, available to Jinja prompts as w (e.g. MGSM's "Question"/"Answer" per language)."""
 
     PRIMARY: ClassVar[str] = "exact_match"
     HIGHER_IS_BETTER: ClassVar[bool] = True
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 3  # 2: limit excludes demonstrations, no forced BOS; 3: outcomes
 
     def __post_init__(self):
         if self.data is None:
@@ -73,9 +78,14 @@ class GenerationTask:
         files = [p for path in map(Path, self.metric_paths) for p in (sorted(path.glob("*.py")) if path.is_dir() else [path])]
         return "".join(p.read_text(encoding="utf-8") for p in files)
 
-    def _encode(self, lm, demos: list[dict], record: dict) -> list[int]:
-        shots = [f"{fill_template(self.prompt, d)} {references(d[self.answer_field])[0]}" for d in demos]
-        text = self.fewshot_separator.join(shots + [fill_template(self.prompt, record)])
+    def _prompt(self, record: dict, lang: str) -> str:
+        if self.words and lang not in self.words:
+            raise UserError(f"task '{self.name}': no words for language '{lang}' (key 'words' lists {', '.join(self.words)})")
+        return jinja.render(self.prompt, record, self.words.get(lang, {}))
+
+    def _encode(self, lm, demos: list[dict], record: dict, lang: str) -> list[int]:
+        shots = [f"{self._prompt(d, lang)} {references(d[self.answer_field])[0]}" for d in demos]
+        text = self.fewshot_separator.join(shots + [self._prompt(record, lang)])
         if not self.chat:
             return lm.encode(text)
         from .templates import chat_prompt_ids
@@ -84,27 +94,46 @@ class GenerationTask:
 
     def evaluate(self, checkpoint, rejects: RejectCounter) -> dict:
         lm = checkpoint.language_model()
-        by_lang = load_by_language(self.data, template_fields(self.prompt) + [self.answer_field], rejects)
+        # data.limit counts scored examples; the demonstrations come on top of it (else --limit 2 scores none).
+        spec = replace(self.data, limit=self.data.limit + self.fewshot if self.data.limit else 0)
+        by_lang = load_by_language(spec, jinja.fields(self.prompt) + [self.answer_field], rejects)
+        for lang in [lang for lang in by_lang if self.words and lang not in self.words]:
+            for record in by_lang.pop(lang):
+                rejects.add(self.data.files[0], 0, f"no words for language '{lang}' in the task's 'words'", str(record))
         scored = {lang: records[self.fewshot:] for lang, records in by_lang.items()}
         languages = report_empty_languages(scored, rejects, self.data.files[0])
-        jobs = [(lang, record, self._encode(lm, by_lang[lang][:self.fewshot], record))
+        jobs = [(lang, record, self._encode(lm, by_lang[lang][:self.fewshot], record, lang))
                 for lang in languages for record in scored[lang]]
         answers = lm.greedy_answers([ids for _, _, ids in jobs], self.max_new_tokens, self.stop)
         predictions = []
         for (lang, record, _), answer in zip(jobs, answers):
             if not answer:
                 rejects.add(self.data.files[0], 0, "empty answer", str(record))
-            predictions.append({"lang": lang, "prompt": fill_template(self.prompt, record), "answer": answer,
-                                "references": references(record[self.answer_field])})
+            refs = references(record[self.answer_field])
+            if self.extract == "last_number":  # MGSM: the final number of the answer is the prediction
+                answer, refs = last_number(answer), [last_number(r) for r in refs]
+            predictions.append({"lang": lang, "prompt": self._prompt(record, lang), "answer": answer, "references": refs})
         results = {}
         for lang in languages:
             rows = [p for p in predictions if p["lang"] == lang]
             metrics: dict = {"n": len(rows), "empty_answers": sum(not p["answer"] for p in rows)}
             for path in self.metric_paths:
                 metrics.update(compute_metric(path, [p["answer"] for p in rows], [p["references"] for p in rows]))
+            if self.PRIMARY == "exact_match":  # per-item 0/1, for intervals and paired tests (chrF is corpus-level)
+                metrics["outcomes"] = [int(compute_metric(self.metric_paths[0], [p["answer"]], [p["references"]])["exact_match"] > 0)
+                                       for p in rows]
             results[lang] = metrics
         return {"languages": results, "predictions": predictions}
 
 
 def references(value) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def last_number(text: str) -> str:
+    """The last number in ``text``, thousands separators dropped and trailing decimal zeros cut ("1,200.0" → "1200")."""
+    found = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)
+    if not found:
+        return ""
+    number = found[-1].replace(",", "")
+    return number.rstrip("0").rstrip(".") if "." in number else number

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from ..errors import UserError
@@ -35,6 +36,8 @@ class HarnessTask:
     """At most this many examples per harness task (0 = all)."""
     metric: str = "acc"
     """Harness metric shown as the headline (acc, acc_norm, exact_match, ...)."""
+    include_path: str = ""
+    """Folder of your own harness task YAMLs (e.g. reading local JSONL with dataset_path: json); relative to the suite."""
 
     HIGHER_IS_BETTER: ClassVar[bool] = True
     VERSION: ClassVar[int] = 1
@@ -45,6 +48,18 @@ class HarnessTask:
         if not self.tasks:
             raise UserError(f"task '{self.name}': key 'tasks' needs at least one lm-evaluation-harness task name")
         self.PRIMARY = self.metric
+
+    def resolve(self, base_dir: Path) -> None:
+        if self.include_path and not Path(self.include_path).is_absolute():
+            self.include_path = str(base_dir / self.include_path)
+        if self.include_path and not Path(self.include_path).is_dir():
+            raise UserError(f"task '{self.name}': include_path {self.include_path} is not a folder of harness task YAMLs")
+
+    def fingerprint_extra(self) -> str:
+        """Your own task YAMLs (and the local data files they name) decide the numbers."""
+        if not self.include_path:
+            return ""
+        return "".join(p.read_text(encoding="utf-8") for p in sorted(Path(self.include_path).rglob("*.yaml")))
 
     def language_of(self, task: str) -> str:
         if task in self.languages:
@@ -59,9 +74,16 @@ class HarnessTask:
         from lm_eval.models.huggingface import HFLM
 
         lm = checkpoint.language_model()
+        from lm_eval.tasks import TaskManager
+
         harness_lm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=checkpoint.runtime.batch_size)
+        manager = TaskManager(include_path=self.include_path or None)
+        unknown = [t for t in self.tasks if t not in manager.all_tasks]
+        if unknown:
+            raise UserError(f"task '{self.name}': lm-evaluation-harness has no task {unknown[0]!r}"
+                            + (f" (nor {self.include_path})" if self.include_path else "; give include_path for your own YAMLs"))
         output = lm_eval.simple_evaluate(model=harness_lm, tasks=self.tasks, num_fewshot=self.num_fewshot,
-                                         limit=self.limit or None)
+                                         limit=self.limit or None, task_manager=manager)
         results = {}
         for task, metrics in output["results"].items():
             # Harness keys look like "acc,none" (metric, filter); stderr entries are dropped.

@@ -3,7 +3,8 @@
 Perplexity depends on the tokenizer (a vocabulary with longer pieces predicts fewer, harder tokens), so it
 cannot compare a base model with its vocabulary-extended successor. Bits per byte can: the same total
 negative log-likelihood, divided by the UTF-8 bytes of the text instead of the token count:
-``bpb = Σ NLL (nats) / bytes / ln 2``. Each document starts with BOS; every text token is predicted once.
+``bpb = Σ NLL (nats) / bytes / ln 2``. Each document is encoded as the tokenizer does by default (with BOS
+only where the tokenizer adds one); every token after the first is predicted once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import ClassVar, Literal
 from ..errors import UserError
 from ..io import RejectCounter
 from .data import DataSpec, load_by_language, report_empty_languages
+from .stats import bootstrap_ratio_interval
 
 
 @dataclass
@@ -32,7 +34,7 @@ class PerplexityTask:
 
     PRIMARY: ClassVar[str] = "bits_per_byte"
     HIGHER_IS_BETTER: ClassVar[bool] = False
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 3  # 2: no forced BOS; 3: bootstrap interval of bits per byte
 
     def __post_init__(self):
         if self.data is None:
@@ -47,13 +49,22 @@ class PerplexityTask:
         docs = [(lang, record[self.text_field]) for lang in languages for record in by_lang[lang]]
         scores = lm.rolling_nll([lm.encode(text) for _, text in docs], stride=self.stride, desc=f"{self.name} nll")
         totals: dict[str, list[float]] = {lang: [0.0, 0, 0, 0] for lang in languages}  # nll, tokens, bytes, docs
+        per_doc: dict[str, list[tuple[float, int]]] = {lang: [] for lang in languages}  # (nll, bytes)
         for (lang, text), (nll, n_tokens) in zip(docs, scores):
             total = totals[lang]
             total[0] += nll
             total[1] += n_tokens
             total[2] += len(text.encode("utf-8"))
             total[3] += 1
-        return {"languages": {lang: perplexity_metrics(*total) for lang, total in totals.items()}}
+            per_doc[lang].append((nll, len(text.encode("utf-8"))))
+        results = {}
+        for lang, total in totals.items():
+            metrics = perplexity_metrics(*total)
+            if metrics["bits_per_byte"] is not None:  # documents resampled: how much the number rests on which texts
+                low, high = bootstrap_ratio_interval([n / math.log(2) for n, _ in per_doc[lang]], [b for _, b in per_doc[lang]])
+                metrics["ci95"], metrics["ci_method"] = [low, high], "bootstrap"
+            results[lang] = metrics
+        return {"languages": results}
 
 
 def perplexity_metrics(nll: float, n_tokens: int, n_bytes: int, n_docs: int) -> dict:

@@ -22,8 +22,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def grouped_bars(series: dict[str, dict[str, float | None]], path: Path, title: str, ylabel: str = "") -> Path:
-    """Bars per category (language) with one bar per series (checkpoint) side by side; None values are left out."""
+def grouped_bars(series: dict[str, dict[str, float | None]], path: Path, title: str, ylabel: str = "",
+                 intervals: dict[str, dict[str, list[float]]] | None = None) -> Path:
+    """Bars per category (language) with one bar per series (checkpoint) side by side; None values are left out.
+    ``intervals`` ({series: {category: [low, high]}}) draws error bars."""
+    intervals = intervals or {}
     categories = sorted({c for values in series.values() for c in values})
     n = max(len(series), 1)
     width = 0.8 / n
@@ -31,9 +34,16 @@ def grouped_bars(series: dict[str, dict[str, float | None]], path: Path, title: 
     for i, (name, values) in enumerate(series.items()):
         xs = [j + (i - (n - 1) / 2) * width for j, c in enumerate(categories) if values.get(c) is not None]
         ys = [values[c] for c in categories if values.get(c) is not None]
-        bars = ax.bar(xs, ys, width, label=name)
+        cis = [intervals.get(name, {}).get(c) for c in categories if values.get(c) is not None]
+        yerr = None
+        if any(cis):  # asymmetric: [[below], [above]]; a bar without an interval gets none
+            # max(0, ...): a bootstrap bound equal to the value can differ from it by float round-off
+            yerr = [[max(0.0, y - ci[0]) if ci else 0 for y, ci in zip(ys, cis)],
+                    [max(0.0, ci[1] - y) if ci else 0 for y, ci in zip(ys, cis)]]
+        bars = ax.bar(xs, ys, width, label=name, yerr=yerr, capsize=3 if yerr else 0, error_kw={"elinewidth": 1})
         ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=1)
     values = [v for vs in series.values() for v in vs.values() if v is not None]
+    values += [ci[1] for cis in intervals.values() for ci in cis.values()]
     if values and min(values) >= 0:  # rates, accuracies, bits per byte: the axis starts at 0
         ax.set_ylim(bottom=0, top=max(max(values) * 1.15, 1e-9) if max(values) > 0 else 1)
     ax.set_xticks(range(len(categories)), categories)

@@ -1,7 +1,8 @@
 """results.json → results.md (tables) and report.html (tables + PNG bar plots), checkpoints side by side.
 
 Each task gets one table: a row per language, a column per checkpoint, the task's headline metric with
-the example count; the best checkpoint per row is bold. Breakdowns (safety categories, RM strength
+its 95 % interval and the example count; the best checkpoint per row is bold, and a * marks a checkpoint
+that differs from the first one by a paired test at p < 0.05 (see stats.py). Breakdowns (safety categories, RM strength
 buckets), problems (reason × count) and errors follow the table, so nothing a run skipped goes unseen.
 """
 
@@ -54,7 +55,8 @@ def _best(values: list, higher_is_better: bool) -> object:
 
 
 def task_rows(task: dict, models: list[str], section: str = "languages") -> list[tuple[str, list, object]]:
-    """[(row key, [(value, n) per model], best value)] for the languages or one breakdown of a task."""
+    """[(row key, [(value, n, 95 % interval, significant vs baseline) per model], best value)] for the
+    languages or one breakdown of a task."""
     def table(result: dict) -> dict:
         return result.get(section, {}) if section == "languages" else result.get("breakdowns", {}).get(section, {})
 
@@ -62,9 +64,36 @@ def task_rows(task: dict, models: list[str], section: str = "languages") -> list
     rows = []
     for key in keys:
         cells = [table(task["results"].get(m, {})).get(key, {}) for m in models]
-        values = [(c.get(task["primary"]), c.get("n")) for c in cells]
-        rows.append((key, values, _best([v for v, _ in values], task["higher_is_better"])))
+        tests = task.get("comparisons", {}).get(key, {}) if section == "languages" else {}
+        values = [(c.get(task["primary"]), c.get("n"), c.get("ci95"), tests.get(m, {}).get("significant", False))
+                  for m, c in zip(models, cells)]
+        rows.append((key, values, _best([v[0] for v in values], task["higher_is_better"])))
     return rows
+
+
+def _ci(ci) -> str:
+    return f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""
+
+
+def agreement_notes(task: dict, models: list[str]) -> list[str]:
+    """Safety tasks judged twice or more: how often each pair of judges agrees, per checkpoint and language."""
+    notes = []
+    for model in models:
+        for lang, metrics in sorted(task["results"].get(model, {}).get("languages", {}).items()):
+            for pair, a in metrics.get("judge_agreement", {}).items():
+                kappa = f", κ {a['kappa']:.2f}" if a["kappa"] is not None else ""
+                notes.append(f"{model}, {lang}: {pair}: agree on {a['agreement']:.0%}{kappa} (n={a['n']})")
+    return notes
+
+
+def comparison_notes(task: dict) -> list[str]:
+    """One line per (language, checkpoint) paired test against the baseline, significant ones marked *."""
+    notes = []
+    for lang, tests in sorted(task.get("comparisons", {}).items()):
+        for model, t in tests.items():
+            mark = " *" if t["significant"] else ""
+            notes.append(f"{lang}: {model} vs {t['baseline']}: p = {t['p_value']:.3g} ({t['test']}, n={t['n']}){mark}")
+    return notes
 
 
 def _row_label(key: str, section: str) -> str:
@@ -91,19 +120,26 @@ def markdown_report(results: dict) -> str:
                 lines += ["", f"By {section}:", ""]
             rows = []
             for key, values, best in task_rows(task, models, section):
-                cells = [_md_cell(v, n, best) for v, n in values]
+                cells = [_md_cell(v, n, best, ci, sig) for v, n, ci, sig in values]
                 rows.append([_row_label(key, section)] + cells)
             lines += markdown_table(["language" if section == "languages" else section] + models, rows)
+        tests = comparison_notes(task)
+        if tests:
+            lines += ["", "Paired tests against the first checkpoint (* = p < 0.05; the bracket is the 95 % interval):", ""]
+            lines += [f"- {t}" for t in tests]
+        judges = agreement_notes(task, models)
+        if judges:
+            lines += ["", "Agreement between safety judges (violation or not):", ""] + [f"- {j}" for j in judges]
         lines += _notes(task, models, markdown=True)
         lines += ["", f"![{task['name']}](plots/{task['name']}.png)"]
     return "\n".join(lines) + "\n"
 
 
-def _md_cell(value, n, best) -> str:
+def _md_cell(value, n, best, ci=None, significant=False) -> str:
     if value is None and n is None:
         return "–"
     text = f"**{_fmt(value)}**" if value is not None and value == best else _fmt(value)
-    return f"{text} (n={_fmt(n)})"
+    return f"{text}{'*' if significant else ''}{_ci(ci)} (n={_fmt(n)})"
 
 
 def _notes(task: dict, models: list[str], markdown: bool) -> list[str]:
@@ -129,7 +165,8 @@ table { border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }
 th, td { border: 1px solid #d5d9e0; padding: .3rem .7rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f1f3f7; } td.best { font-weight: 700; background: #eaf6ea; }
-.n { color: #7a8190; font-size: .8rem; } .meta { color: #5b6270; font-size: .85rem; }
+.n, .ci { color: #7a8190; font-size: .8rem; } sup.sig { color: #b3261e; font-weight: 700; }
+ul.tests { font-size: .85rem; color: #3b4250; } .meta { color: #5b6270; font-size: .85rem; }
 ul.notes { color: #8a4b00; font-size: .85rem; } img { max-width: 100%; border: 1px solid #eee; margin-top: .4rem; }
 """
 
@@ -160,10 +197,20 @@ def html_report(results: dict) -> str:
             for key, values, best in task_rows(task, models, section):
                 cells = "".join(
                     f"<td{' class=best' if v is not None and v == best else ''}>{e(_fmt(v))}"
+                    + ("<sup class='sig' title='differs from the baseline, p &lt; 0.05'>*</sup>" if sig else "")
+                    + (f" <span class='ci'>{e(_ci(ci))}</span>" if ci else "")
                     + (f" <span class='n'>n={e(_fmt(n))}</span>" if n is not None else "") + "</td>"
-                    for v, n in values)
+                    for v, n, ci, sig in values)
                 parts.append(f"<tr><td>{e(_row_label(key, section))}</td>{cells}</tr>")
             parts.append("</table>")
+        tests = comparison_notes(task)
+        if tests:
+            parts.append("<p class='meta'>Paired tests against the first checkpoint (* = p &lt; 0.05; brackets: 95 % intervals)</p>"
+                         "<ul class='tests'>" + "".join(f"<li>{e(t)}</li>" for t in tests) + "</ul>")
+        judges = agreement_notes(task, models)
+        if judges:
+            parts.append("<p class='meta'>Agreement between safety judges (violation or not)</p>"
+                         "<ul class='tests'>" + "".join(f"<li>{e(j)}</li>" for j in judges) + "</ul>")
         notes = _notes(task, models, markdown=False)
         if notes:
             parts.append("<ul class='notes'>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
@@ -176,11 +223,14 @@ def write_reports(results: dict, output: Path) -> Path:
     """Write results.md, report.html and one bar plot per task; returns the HTML path."""
     models = [m["name"] for m in results["models"]]
     for task in results["tasks"]:
-        series = {m: {lang: metrics.get(task["primary"]) for lang, metrics in task["results"].get(m, {}).get("languages", {}).items()}
-                  for m in models}
+        languages = {m: task["results"].get(m, {}).get("languages", {}) for m in models}
+        series = {m: {lang: metrics.get(task["primary"]) for lang, metrics in languages[m].items()} for m in models}
+        intervals = {m: {lang: metrics["ci95"] for lang, metrics in languages[m].items() if metrics.get("ci95")} for m in models}
         direction = "↑" if task["higher_is_better"] else "↓"
         plots.grouped_bars(series, output / "plots" / f"{task['name']}.png",
-                           f"{task['name']}: {task['primary']} {direction}", ylabel=task["primary"])
+                           f"{task['name']}: {task['primary']} {direction} (bars: 95 % intervals)"
+                           if any(intervals.values()) else f"{task['name']}: {task['primary']} {direction}",
+                           ylabel=task["primary"], intervals=intervals)
     write_text(output / "results.md", markdown_report(results))
     write_text(output / "report.html", html_report(results))
     return output / "report.html"

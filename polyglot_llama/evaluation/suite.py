@@ -4,8 +4,9 @@ A suite (YAML) lists tasks, each a task YAML path or an inline mapping with a ``
 validated before any model loads: an unknown kind or key stops the run at start with one line. Then
 each checkpoint runs each task; a result is cached under (checkpoint fingerprint, task fingerprint), so
 rerunning after adding a checkpoint or editing one task recomputes only what changed. Per-checkpoint
-failures (a model that does not load, a data file that does not exist) are recorded in the results and
-the report, and the other pairs still run.
+failures (a model that does not load, a tokenizer larger than the model's embeddings, a data file that
+does not exist) are recorded in the results and the report, the other pairs still run, and the command
+exits 2 once every result is written, so scripts can tell a partial run from a complete one.
 
 Outputs in ``output``: results.json, results.md, report.html + plots/*.png, predictions/ (generated
 answers), rejects/ (records that could not be used, with reasons), cache/, eval.config.yaml.
@@ -23,9 +24,11 @@ from typing import Literal
 from ..config import read_yaml, write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, read_json, write_json, write_jsonl
+from ..languages import normalize_language
 from .checkpoints import Checkpoint, display_names
 from .lm import Runtime
 from .report import mean_primary, write_reports
+from .stats import add_uncertainty
 from .tasks import check_unique_names, parse_task, task_fingerprint
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ class EvalConfig:
     """Result cache (default: <output>/cache); share one between output folders to reuse results."""
     refresh: bool = False
     """Recompute every (checkpoint, task) pair even when a cached result exists."""
+    data_root: str = ""
+    """Folder holding the published benchmark files that task files name as {data_root}/... (eval/multilingual.yaml)."""
+    languages: list[str] = field(default_factory=list)
+    """Evaluate only these languages in every task (empty: each task's own list, or all found)."""
 
     def __post_init__(self):
         if not self.suite:
@@ -67,7 +74,7 @@ class EvalConfig:
             raise UserError("keys 'batch_size' (>= 1), 'limit' and 'max_length' (>= 0) are out of range")
 
 
-def load_suite(path: str | Path, only: list[str] = ()) -> tuple[str, list]:
+def load_suite(path: str | Path, only: list[str] = (), data_root: str = "", languages: list[str] = ()) -> tuple[str, list]:
     """(suite name, task objects); every task is validated here, before any model is loaded."""
     path = Path(path)
     data = read_yaml(path)
@@ -84,6 +91,11 @@ def load_suite(path: str | Path, only: list[str] = ()) -> tuple[str, list]:
         if missing:
             raise UserError(f"--tasks {missing[0]!r} is not in {path}; its tasks: {', '.join(t.name for t in tasks)}")
         tasks = [t for t in tasks if t.name in only]
+    for task in tasks:
+        if getattr(task, "data", None) is not None:
+            task.data.set_data_root(data_root, f"task '{task.name}'")
+            if languages:
+                task.data.languages = [normalize_language(code) for code in languages]
     return str(data.get("name") or path.stem), tasks
 
 
@@ -106,6 +118,11 @@ def evaluate_pair(checkpoint: Checkpoint, task, runtime_key: dict, cache: Path, 
         outcome = task.evaluate(checkpoint, rejects)
     except UserError as e:
         return {"error": str(e), "problems": rejects.by_reason(), "cached": False}
+    except Exception as e:  # a bug or an unforeseen input: this pair fails, the other pairs' results are kept
+        log.exception("eval: %s on %s failed", task.name, checkpoint.name)
+        message = f"{type(e).__name__}: {e}".splitlines()[0]
+        return {"error": f"unexpected failure (traceback in the log): {message}", "problems": rejects.by_reason(),
+                "cached": False}
     predictions = outcome.pop("predictions", None)
     result = {**outcome, "problems": rejects.by_reason(), "seconds": round(time.perf_counter() - started, 3),
               "task_fingerprint": fingerprint}
@@ -118,11 +135,13 @@ def evaluate_pair(checkpoint: Checkpoint, task, runtime_key: dict, cache: Path, 
 
 
 def run(cfg: EvalConfig) -> dict:
-    suite_name, tasks = load_suite(cfg.suite, cfg.tasks)
+    suite_name, tasks = load_suite(cfg.suite, cfg.tasks, cfg.data_root, cfg.languages)
     if cfg.limit:
         for task in tasks:
             if getattr(task, "data", None) is not None:
-                task.data.limit = cfg.limit
+                task.data.limit = cfg.limit  # scored examples per language; few-shot demonstrations are extra
+            elif hasattr(task, "limit"):
+                task.limit = cfg.limit
     output = Path(cfg.output)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else output / "cache"
     runtime = Runtime(device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size, max_length=cfg.max_length)
@@ -142,6 +161,7 @@ def run(cfg: EvalConfig) -> dict:
         "tasks": [{"name": t.name, "kind": t.kind, "primary": t.PRIMARY, "higher_is_better": t.HIGHER_IS_BETTER,
                    "results": per_task[t.name]} for t in tasks],
     }
+    add_uncertainty(results)
     write_json(output / "results.json", results)
     report = write_reports(results, output)
     write_resolved_config(cfg, output, "eval")
@@ -154,5 +174,7 @@ def run(cfg: EvalConfig) -> dict:
         "computed": sum(not r["cached"] and "error" not in r for r in pairs),
         "reused": sum(r["cached"] for r in pairs),
         "errors": [f"{t['name']} / {m}: {r['error']}" for t in results["tasks"] for m, r in t["results"].items() if "error" in r],
+        # (checkpoint, task) pairs without a result: the CLI exits 2 when there is any (results are still written).
+        "failed": sum("error" in r for r in pairs),
         "headline": {t["name"]: {m: mean_primary(r, t["primary"]) for m, r in t["results"].items()} for t in results["tasks"]},
     }

@@ -46,3 +46,6 @@ class ScriptedCheckpoint:
 
     def language_model(self):
         return self.lm
+
+    def release(self):
+        pass

@@ -43,3 +43,15 @@ def test_fewshot_demonstrations_come_from_the_same_language_and_are_not_scored(t
     assert result["languages"]["en"]["n"] == 2 and result["languages"]["ko"]["n"] == 1
     assert lm.prompts[0] == "Q: Capital of France?\nA: Paris\n\nQ: Capital of Japan?\nA:"
     assert lm.prompts[-1] == "Q: 프랑스의 수도는?\nA: 파리\n\nQ: 일본의 수도는?\nA:"
+
+
+def test_limit_counts_scored_examples_not_demonstrations(tmp_path):
+    data = write_jsonl(tmp_path / "gen.jsonl", ROWS)
+    task = GenerationTask(name="c", data=DataSpec(files=[str(data)], limit=1), prompt="Q: {prompt}\nA:", fewshot=1,
+                          metrics=["exact_match"])
+    task.resolve(tmp_path)
+    lm = ScriptedLM({})
+    result = task.evaluate(ScriptedCheckpoint(lm), RejectCounter())
+    assert result["languages"]["en"]["n"] == 1 and result["languages"]["ko"]["n"] == 1
+    assert lm.prompts == ["Q: Capital of France?\nA: Paris\n\nQ: Capital of Japan?\nA:",
+                          "Q: 프랑스의 수도는?\nA: 파리\n\nQ: 일본의 수도는?\nA:"]

@@ -34,6 +34,9 @@ def test_perplexity_and_bits_per_byte_match_hand_computation(tmp_path, tiny_chec
         assert got["bits_per_byte"] == pytest.approx(nll / n_bytes / math.log(2), rel=1e-5)
         assert got["perplexity"] == pytest.approx(math.exp(nll / tokens), rel=1e-5)
         assert (got["tokens"], got["bytes"], got["n"]) == (tokens, n_bytes, len(texts))
+        low, high = got["ci95"]  # bootstrap over documents: the bounds are documents' own ratios or mixes of them
+        ratios = [-sum(token_logprobs(lm.model, lm.encode(t))) / len(t.encode()) / math.log(2) for t in texts]
+        assert min(ratios) - 1e-4 <= low <= got["bits_per_byte"] <= high <= max(ratios) + 1e-4
     # Korean UTF-8 is 3 bytes per syllable: bytes count UTF-8, not characters.
     assert result["ko"]["bytes"] == len("도서관은 아홉 시에 문을 엽니다.".encode())
     assert "ja" not in result

@@ -37,7 +37,11 @@ def test_unknown_task_key_and_duplicate_names_are_errors(tmp_path):
         load_suite(suite)
 
 
-def test_harness_kind_without_the_package_says_so(tmp_path):
+def test_harness_kind_without_the_package_says_so(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else find_spec(name, *a))
     suite = _suite(tmp_path, "tasks:\n  - {kind: lm_eval_harness, tasks: [xnli_de]}\n")
     with pytest.raises(UserError, match="lm-evaluation-harness, which is not installed; pip install lm-eval"):
         load_suite(suite)
@@ -94,3 +98,32 @@ def test_a_checkpoint_that_does_not_load_is_reported_not_fatal(tmp_path, multi_m
 def test_display_names_are_unique():
     assert display_names(["/runs/a/model", "/runs/b/model"]) == ["a/model", "b/model"]
     assert display_names(["/x/base", "/y/chat"]) == ["base", "chat"]
+
+
+def test_failed_pairs_exit_2_with_the_other_results_written(tmp_path, en_model_dir, multi_model_dir, multi_tokenizer_dir, capsys):
+    import json
+    import shutil
+
+    from polyglot_llama.cli import main
+
+    # A tokenizer of 2000 tokens on a model with 512 embedding rows: a per-checkpoint error, not an IndexError.
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(en_model_dir, mismatched)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (multi_tokenizer_dir / name).is_file():
+            shutil.copy(multi_tokenizer_dir / name, mismatched / name)
+    data = write_jsonl(tmp_path / "docs.jsonl", [{"lang": "en", "text": "서울은 한국의 수도입니다. The shop opens at nine."}])
+    suite = _suite(tmp_path, f"tasks:\n  - {{name: ppl, kind: perplexity, data: {{files: [{data.name}]}}}}\n")
+    out = tmp_path / "out"
+    code = main(["eval", "--suite", str(suite), "--model", str(mismatched), "--model", str(multi_model_dir),
+                 "--output", str(out), "--device", "cpu", "--dtype", "float32"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "1 requested result(s) failed" in err and "tokenizer has 2000 tokens" in err
+    results = {t["name"]: t["results"] for t in json.loads((out / "results.json").read_text())["tasks"]}
+    assert "embeddings have 512 rows" in results["ppl"]["mismatched"]["error"]
+    assert results["ppl"]["model"]["languages"]["en"]["bits_per_byte"] > 0
+    assert (out / "report.html").is_file()
+    # Every pair computed (here: the good checkpoint alone, from the cache): exit 0.
+    assert main(["eval", "--suite", str(suite), "--model", str(multi_model_dir), "--output", str(out),
+                 "--device", "cpu", "--dtype", "float32"]) == 0
