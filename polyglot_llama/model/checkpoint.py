@@ -59,10 +59,20 @@ def load_causal_lm(path: str | os.PathLike, dtype: torch.dtype | None = None, tr
     """An `AutoModelForCausalLM` from a local directory, safetensors only, remote code only when asked for."""
     from transformers import AutoModelForCausalLM
 
-    read_model_config(path, trust_remote_code)
-    return AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+    config = read_model_config(path, trust_remote_code)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=dtype or torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code,
+        output_loading_info=True, **kwargs
     )
+    # transformers initialises missing weights at random and drops unexpected ones with only a log line: a
+    # config.json of another architecture would train a random model. (Old Llama exports carry rotary buffers.)
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(k for k in info.get("unexpected_keys") or [] if not k.endswith("rotary_emb.inv_freq"))
+    if missing or unexpected:
+        raise UserError(f"{path}: the weights do not fit config.json (model_type {config.get('model_type')!r}): "
+                        f"{len(missing)} missing (e.g. {', '.join(missing[:2]) or '-'}), {len(unexpected)} unexpected "
+                        f"(e.g. {', '.join(unexpected[:2]) or '-'}); is config.json from another model?")
+    return model
 
 
 def tied_duplicate_keys(model) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from polyglot_llama import cli
+from polyglot_llama.errors import UserError
 from polyglot_llama.io import RejectCounter
 from polyglot_test_utils import SAMPLE_DIR
 
@@ -277,7 +278,11 @@ def test_auto_map_is_not_copied_into_outputs(bad, tmp_path):
     shutil.copytree(bad["model"], source)
     config = json.loads((source / "config.json").read_text())
     (source / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "evil.Model"}}))
-    save_checkpoint(load_causal_lm(source), tmp_path / "out")
+    with pytest.raises(UserError, match="ships its own model code .auto_map.*trust_remote_code"):
+        load_causal_lm(source)  # remote code runs only when asked for
+    model = load_causal_lm(bad["model"])
+    model.config.auto_map = {"AutoModelForCausalLM": "evil.Model"}  # e.g. a trusted model's code reference
+    save_checkpoint(model, tmp_path / "out")
     written = json.loads((tmp_path / "out" / "config.json").read_text())
     assert "auto_map" not in written and written["hidden_size"] == config["hidden_size"]
 

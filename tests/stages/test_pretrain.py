@@ -102,7 +102,7 @@ def test_bad_inputs_give_one_line_errors(en_model_dir, tmp_path):
     shutil.copytree(en_model_dir, not_llama)
     config = json.loads((not_llama / "config.json").read_text())
     (not_llama / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
-    with pytest.raises(UserError, match="not a Llama model"):
+    with pytest.raises(UserError, match="weights do not fit config.json .model_type 'gpt2'.: .* missing"):
         pretrain.run(_config(not_llama, tmp_path / "d"))
     with pytest.raises(UserError, match="data.train"):
         load_config(pretrain.PretrainConfig, None, {"model": "m", "output": "o"})

@@ -29,7 +29,7 @@ def _task(kind: str, suite, **extra):
 def test_prompt_in_the_models_own_template(chatml, tmp_path, kind):
     task = _task(kind, tmp_path / "suite.yaml")
     lm = SimpleNamespace(tokenizer=chatml)
-    ids = task._encode(lm, [], {"prompt": "What is the capital of France?"}) if kind == "generation" \
+    ids = task._encode(lm, [], {"prompt": "What is the capital of France?"}, "en") if kind == "generation" \
         else task._encode(lm, "What is the capital of France?")
     assert chatml.decode(ids) == CHATML_PROMPT
 
@@ -39,7 +39,7 @@ def test_chat_template_key_overrides_and_is_checked_at_load(chatml, tmp_path, ki
     (tmp_path / "gemma.jinja").write_text(template("gemma", marked=False), encoding="utf-8")
     task = _task(kind, tmp_path / "suite.yaml", chat_template="gemma.jinja")  # relative to the suite file
     lm = SimpleNamespace(tokenizer=chatml)
-    ids = task._encode(lm, [], {"prompt": "Hi"}) if kind == "generation" else task._encode(lm, "Hi")
+    ids = task._encode(lm, [], {"prompt": "Hi"}, "en") if kind == "generation" else task._encode(lm, "Hi")
     # Gemma's template opens with bos_token, which is this tokenizer's <|im_start|>.
     assert chatml.decode(ids) == "<|im_start|><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
     with pytest.raises(UserError, match=f"key '{kind}.chat_template': 'nope.jinja' is not"):
