@@ -213,8 +213,9 @@ class CorpusBuildConfig:
     """Also write kept documents as Parquet next to the JSONL.gz shards."""
     resume: bool = True
     """Skip tasks a previous run of the same recipe finished; false = delete old outputs and start over."""
-    segmenter: Literal["builtin", "datatrove"] = "builtin"
-    """Word splitting: builtin (no extra packages) or datatrove's per-language segmenters (Kiwi, spaCy, ...)."""
+    segmenter: Literal["datatrove", "builtin"] = "datatrove"
+    """Word splitting for the quality filters: datatrove's per-language segmenters, as FineWeb-2 (Kiwi ko,
+    spaCy+SudachiPy ja, spaCy+jieba zh, PyThaiNLP th), or builtin (one token per Han/Hangul character)."""
     lid: LidSection = field(default_factory=LidSection)
     """Language identification."""
     blocklist: BlocklistSection = field(default_factory=BlocklistSection)
