@@ -29,13 +29,13 @@ from datatrove.utils.text import simplify_text
 
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
-from ..io import expand_inputs, read_json, write_json
+from ..io import read_json, write_json
 from .accounting import AccountedDatatroveFilter
 from .language_steps import ForeignParagraphFilter, LanguageFilter, LanguageTagger
 from .lid import load_lid_model
 from .pii import PiiMasker
 from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist
-from .reader import RecordReader, ShardReader
+from .reader import RecordReader, ShardReader, expand_corpus_inputs
 from .recipe import DEDUP_STEPS, CorpusBuildConfig, for_language
 from .words import ScriptWordTokenizer, word_tokenizer
 
@@ -205,7 +205,7 @@ def run(cfg: CorpusBuildConfig) -> dict:
         raise UserError("input: give the raw text, e.g. --input 'raw/*.jsonl.gz'")
     if not cfg.output:
         raise UserError("output: give an output directory, e.g. --output corpus/ko")
-    files = expand_inputs(cfg.input)
+    files = expand_corpus_inputs(cfg.input)
     model = load_lid_model(cfg.lid.model or None)  # fetches the default once, before any worker starts
     unknown = [lang for lang in cfg.languages if lang not in set(model.label_codes.values())]
     if unknown:
@@ -232,5 +232,6 @@ def run(cfg: CorpusBuildConfig) -> dict:
         return {"output": str(out), "executor": cfg.executor, "submitted_stages": [s[0] for s in stages]}
     report = read_json(stats_file)
     return {key: report[key] for key in ("output", "documents_in", "documents_kept", "documents_rejected",
-                                         "characters_in", "characters_kept", "kept_by_language")} | {
+                                         "characters_in", "characters_kept", "kept_by_language",
+                                         "quarantined_files", "quarantined_bytes")} | {
         "stats": str(stats_file), "kept": str(out / "kept"), "rejected": str(out / "rejected")}

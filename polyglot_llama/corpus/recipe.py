@@ -190,7 +190,7 @@ class RaySection:
 @dataclass
 class CorpusBuildConfig:
     input: list[str] = field(default_factory=list)
-    """Input files or globs: JSONL (plain/.gz/.zst), Parquet or plain text."""
+    """Input files, globs or folders: WARC/WET (.gz), JSONL (plain/.gz/.zst), Parquet or plain text."""
     output: str = ""
     """Output directory: kept/, rejected/, stats.json, stats.md."""
     languages: list[str] = field(default_factory=list)

@@ -35,6 +35,7 @@ def test_fineweb2_segmenters_are_default_and_builtin_is_picklable():
     # jieba, not datatrove's "zh" row (spaCy "xx", which returns the whole sentence as one word)
     assert word_tokenizer("zh").word_tokenize("中共中央总书记发表新年讲话。") == [
         "中共中央", "总书记", "发表", "新年", "讲话", "。"]
+    assert word_tokenizer("zh").word_tokenize("１９９７年１２月") == ["１９９７", "年", "１２", "月"]  # jieba: 1 digit a word
     assert word_tokenizer("th").word_tokenize("ภาษาไทยเป็นภาษาที่สวยงาม") == ["ภาษาไทย", "เป็น", "ภาษา", "ที่", "สวยงาม"]
     tok = word_tokenizer("ko", "builtin")
     assert isinstance(tok, ScriptWordTokenizer)
