@@ -175,10 +175,17 @@ def _executor(cfg: CorpusBuildConfig, name: str, pipeline: list, tasks: int, log
             logging_dir=logging_dir, depends=depends, skip_completed=skip_completed)
     try:
         from datatrove.executor.ray import RayPipelineExecutor
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         raise UserError("executor ray needs Ray: pip install 'polyglot-llama[ray]'") from None
-    return RayPipelineExecutor(pipeline, tasks=tasks, workers=cfg.workers, depends=depends, logging_dir=logging_dir,
+    if not ray.is_initialized():
+        try:
+            ray.init(address=cfg.ray.address or None, log_to_driver=False)
+        except ConnectionError as e:
+            raise UserError(f"ray.address {cfg.ray.address!r}: {e}; start the cluster with `ray start --head`") from None
+    # datatrove's Ray executor launches min(workers, tasks) jobs at once: -1 would launch none
+    workers = tasks if cfg.workers == -1 else min(cfg.workers, tasks)
+    return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, depends=depends, logging_dir=logging_dir,
                                skip_completed=skip_completed, cpus_per_task=cfg.ray.cpus_per_task,
                                mem_per_cpu_gb=cfg.ray.mem_per_cpu_gb)
 
