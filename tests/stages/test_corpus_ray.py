@@ -60,7 +60,7 @@ def ray_cluster():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp_dir}",
-                    "--include-dashboard=false", "--disable-usage-stats"], env=env, check=True, timeout=120,
+                    "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=200000000"], env=env, check=True, timeout=120,
                    capture_output=True)
     try:
         yield f"127.0.0.1:{port}", temp_dir, env
