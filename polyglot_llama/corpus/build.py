@@ -6,7 +6,7 @@ run resumes without redoing finished tasks; the same stages run on local process
 1. ``filter`` (tasks): read → LID tag → recipe filters → PII → ``work/filtered/<rank>.jsonl.gz``
    (+ exact-dedup hashes of normalised text)
 2. ``exact_find`` (1 task): datatrove `ExactFindDedups`
-3. ``minhash_signatures`` (tasks): filtered shard minus exact copies → datatrove `MinhashDedupSignature`
+3. ``minhash_signatures`` (tasks): filtered shard minus exact copies → `FastMinhashDedupSignature` (datatrove's signatures, faster)
 4. ``minhash_buckets`` (num_buckets tasks), 5. ``minhash_clusters`` (1 task): datatrove's LSH stages
 6. ``write`` (tasks): filtered shard → exact dedup → MinHash dedup (cluster size kept) → ``kept/``
 7. ``report`` (1 task): ``stats.json`` + ``stats.md``
@@ -20,7 +20,6 @@ from pathlib import Path
 
 from datatrove.data import Document
 from datatrove.pipeline.dedup import MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
-from datatrove.pipeline.dedup import MinhashDedupSignature
 from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupFilter, ExactDedupSignature
 from datatrove.pipeline.dedup.exact_dedup import ExactFindDedups
 from datatrove.pipeline.writers.jsonl import JsonlWriter
@@ -37,6 +36,7 @@ from .pii import PiiMasker
 from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist
 from .reader import RecordReader, ShardReader, expand_corpus_inputs
 from .recipe import DEDUP_STEPS, CorpusBuildConfig, for_language
+from .shingles import FastMinhashDedupSignature
 from .words import ScriptWordTokenizer, word_tokenizer
 
 __all__ = ["CorpusBuildConfig", "run"]
@@ -133,7 +133,7 @@ def build_stages(cfg: CorpusBuildConfig, files: list[str]) -> list[tuple[str, li
     if minhash:
         signature_input = [ShardReader(filtered)] + ([ExactDedupFilter(exact_dups, exact_config)] if exact else [])
         stages += [
-            ("minhash_signatures", signature_input + [MinhashDedupSignature(
+            ("minhash_signatures", signature_input + [FastMinhashDedupSignature(
                 str(minhash_dir / "signatures"), minhash_config, language=ScriptWordTokenizer())], cfg.tasks),
             ("minhash_buckets", [MinhashDedupBuckets(str(minhash_dir / "signatures"), str(minhash_dir / "buckets"),
                                                      config=minhash_config)], cfg.minhash.num_buckets),
