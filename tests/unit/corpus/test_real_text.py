@@ -21,9 +21,15 @@ RECIPES = Path(__file__).resolve().parents[3] / "data_recipes"
 # punctuation); a bill quoting the same article text twice (current law vs amendment tables).
 ACCEPTABLE = {"gopher_short_doc", "gopher_below_alpha_threshold", "line_punct_ratio", "duplicated_5_n_grams"}
 # ≥ 90 % for news (ja, zh). The Korean set is 11 legal texts: the constitution and six bills pass; four bills
-# do not (two are article references and dates for more than a quarter of their words, two quote the
-# amended articles twice), below the 90 % bar, so the Korean floor is exactly what passes today.
+# fail FineWeb-2's own filters (datatrove's, with the Kiwi words FineWeb-2 used for kor_Hang; numbers in
+# docs/corpus.md): two amendment tables have 0.760 and 0.730 of their tokens with a letter (FineWeb-2:
+# 0.791; punctuation tokens count, as in FineWeb-2), two bills print the amended articles twice (5-gram
+# duplicate share 0.296 and 0.235, limit 0.201). Exactly those four, for exactly those reasons.
 MIN_SHARE = {"ja": 0.9, "zh": 0.9, "ko": 7 / 11}
+KO_REJECTED = {"1809897": "gopher_quality:gopher_below_alpha_threshold",
+               "1809898": "gopher_quality:gopher_below_alpha_threshold",
+               "1809896": "gopher_repetition:duplicated_5_n_grams",
+               "1809899": "gopher_repetition:duplicated_5_n_grams"}
 
 
 def _run_recipe(language: str, docs: list[dict], tmp_path: Path) -> tuple[list[str], dict[str, str]]:
@@ -69,5 +75,6 @@ def test_real_prose_is_kept_and_junk_removed(language, tmp_path):
           f"junk {dict((k, rejected.get(k, 'KEPT')) for k in junk)}")
     assert share >= MIN_SHARE[language], clean_rejected
     assert "constitution" in clean_kept or language != "ko"
+    assert clean_rejected == KO_REJECTED or language != "ko"
     assert all(r.split(":")[1] in ACCEPTABLE for r in clean_rejected.values()), clean_rejected
     assert set(junk) <= set(rejected), [k for k in junk if k not in rejected]
