@@ -68,10 +68,12 @@ def lid_step(docs: list[dict]) -> float:
 
 def full_recipe(docs: list[dict], workdir: Path, tasks: int = 1, workers: int = 1) -> tuple[float, float]:
     """(CPU seconds of this process, wall seconds) of `corpus build` with the ko recipe."""
-    raw = workdir / "raw.jsonl"
-    raw.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    # two input files: tasks split the input by file, so with one file a second task would get nothing
+    raw = [workdir / f"raw{part}.jsonl" for part in range(2)]
+    for part, path in enumerate(raw):
+        path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[part::2]), encoding="utf-8")
     cfg = load_config(CorpusBuildConfig, ROOT / "data_recipes" / "ko.yaml",
-                      {"input": [str(raw)], "output": str(workdir / f"out{tasks}{workers}"), "tasks": tasks,
+                      {"input": [str(p) for p in raw], "output": str(workdir / f"out{tasks}{workers}"), "tasks": tasks,
                        "workers": workers})
     start, wall = time.process_time(), time.perf_counter()
     result = run(cfg)
