@@ -5,7 +5,10 @@ same documents (newlines replaced, as fastText reads one line). Printed: docs/s 
 ratios (ours / baseline; 1.00 = no overhead). Target for the LID step: within 1.25x.
 
 Times are CPU seconds of this process (``time.process_time``), i.e. docs/s per core: on a shared machine
-wall-clock time mostly measures the neighbours. Everything runs in this process (one task, one worker).
+wall-clock time mostly measures the neighbours. The recipe runs in this process (one task, one worker).
+Also printed: where the recipe's time goes (Kiwi segmentation of the documents LID passes; datatrove's
+Gopher repetition filter against ours, on the same words), and the wall-clock speed-up of 2 workers over
+1 (2 tasks each), with the machine's load average, which that number depends on.
 
     python bench/bench_corpus.py --docs 3000
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -39,7 +43,7 @@ def make_documents(n: int, seed: int = 0) -> list[dict]:
     docs = []
     for i in range(n):
         lang = "ko" if rng.random() < 0.8 else rng.choice(others)
-        docs.append({"id": f"doc-{i}", "text": "\n".join(rng.sample(paragraphs[lang], rng.randint(3, 8)))})
+        docs.append({"id": f"doc-{i}", "text": "\n".join(rng.sample(paragraphs[lang], rng.randint(3, 8))), "lang": lang})
     return docs
 
 
@@ -62,16 +66,55 @@ def lid_step(docs: list[dict]) -> float:
     return time.process_time() - start
 
 
-def full_recipe(docs: list[dict], workdir: Path) -> float:
-    raw = workdir / "raw.jsonl"
-    raw.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+def full_recipe(docs: list[dict], workdir: Path, tasks: int = 1, workers: int = 1) -> tuple[float, float]:
+    """(CPU seconds of this process, wall seconds) of `corpus build` with the ko recipe."""
+    # two input files: tasks split the input by file, so with one file a second task would get nothing
+    raw = [workdir / f"raw{part}.jsonl" for part in range(2)]
+    for part, path in enumerate(raw):
+        path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[part::2]), encoding="utf-8")
     cfg = load_config(CorpusBuildConfig, ROOT / "data_recipes" / "ko.yaml",
-                      {"input": [str(raw)], "output": str(workdir / "out"), "tasks": 1, "workers": 1})
-    start = time.process_time()
+                      {"input": [str(p) for p in raw], "output": str(workdir / f"out{tasks}{workers}"), "tasks": tasks,
+                       "workers": workers})
+    start, wall = time.process_time(), time.perf_counter()
     result = run(cfg)
-    elapsed = time.process_time() - start
-    print(f"full ko recipe kept {result['documents_kept']}/{result['documents_in']} documents", file=sys.stderr)
-    return elapsed
+    elapsed, wall = time.process_time() - start, time.perf_counter() - wall
+    print(f"ko recipe ({tasks} tasks, {workers} workers) kept {result['documents_kept']}/{result['documents_in']}",
+          file=sys.stderr)
+    return elapsed, wall
+
+
+def recipe_parts(docs: list[dict]) -> tuple[float, float, float]:
+    """CPU seconds of Kiwi on the Korean documents, and of datatrove's / our repetition filter on them."""
+    from datatrove.data import Document
+    from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
+
+    from polyglot_llama.corpus.repetition import FastGopherRepetitionFilter
+    from polyglot_llama.corpus.words import word_tokenizer
+
+    recipe = load_config(CorpusBuildConfig, ROOT / "data_recipes" / "ko.yaml", {}).gopher_repetition
+    params = {k: getattr(recipe, k) for k in ("dup_line_frac", "dup_para_frac", "dup_line_char_frac",
+                                              "dup_para_char_frac")}
+    params["top_n_grams"] = tuple((int(n), f) for n, f in recipe.top_n_grams)
+    params["dup_n_grams"] = tuple((int(n), f) for n, f in recipe.dup_n_grams)
+    kiwi = word_tokenizer("ko")
+    korean = [Document(text=d["text"], id=d["id"]) for d in docs if d["lang"] == "ko"]
+    start = time.process_time()
+    words = {d.id: kiwi.word_tokenize(d.text) for d in korean}
+    segment = time.process_time() - start
+
+    class Cached(type(kiwi)):  # the words computed above: time the filters only
+        def word_tokenize(self, text):
+            return words[current]
+
+    timings = []
+    for cls in (GopherRepetitionFilter, FastGopherRepetitionFilter):
+        step = cls(**params, language=Cached())
+        start = time.process_time()
+        for doc in korean:
+            current = doc.id
+            step.filter(doc)
+        timings.append(time.process_time() - start)
+    return segment, timings[0], timings[1]
 
 
 def main() -> None:
@@ -89,13 +132,23 @@ def main() -> None:
     base, ours = float("inf"), float("inf")
     for _ in range(args.repeats):
         base, ours = min(base, plain_loop(docs)), min(ours, lid_step(docs))
+    segment, datatrove_rep, our_rep = recipe_parts(docs)
     with tempfile.TemporaryDirectory() as tmp:
-        full = full_recipe(docs, Path(tmp))
+        full, _ = full_recipe(docs, Path(tmp))
+        load = os.getloadavg()[0]
+        _, one = full_recipe(docs, Path(tmp), tasks=2, workers=1)
+        _, two = full_recipe(docs, Path(tmp), tasks=2, workers=2)
     n = len(docs)
     print(f"{n} documents, {chars / n:.0f} characters each on average, one core")
     print(f"plain fastText predict loop : {n / base:10.0f} docs/s")
     print(f"LID step (LanguageTagger)   : {n / ours:10.0f} docs/s   time ratio vs plain loop {ours / base:.2f}x")
     print(f"full ko recipe (all stages) : {n / full:10.0f} docs/s   time ratio vs plain loop {full / base:.2f}x")
+    print(f"  of which Kiwi segmentation: {segment / base:.2f}x the plain loop; recipe without it "
+          f"{(full - segment) / base:.2f}x")
+    print(f"  Gopher repetition filter  : datatrove {datatrove_rep / base:.2f}x, ours {our_rep / base:.2f}x the plain "
+          f"loop ({datatrove_rep / our_rep:.1f}x faster, same decisions)")
+    print(f"2 workers vs 1 (2 tasks)    : {one / two:.2f}x faster by wall clock ({one:.1f} s vs {two:.1f} s; "
+          f"load average {load:.1f} on {len(os.sched_getaffinity(0))} cores)")
 
 
 if __name__ == "__main__":

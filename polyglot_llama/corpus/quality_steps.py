@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 from datatrove.data import Document
 from datatrove.pipeline.filters.fineweb_quality_filter import FineWebQualityFilter
 from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
-from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
 
 from ..errors import UserError
 from .accounting import UNDETERMINED, CorpusFilter
+from .repetition import FastGopherRepetitionFilter
 from .words import word_tokenizer
 
 DATATROVE_FILTERS = {
-    "gopher_repetition": GopherRepetitionFilter,
+    "gopher_repetition": FastGopherRepetitionFilter,  # datatrove's decisions, several times faster
     "gopher_quality": GopherQualityFilter,
     "fineweb_quality": FineWebQualityFilter,
 }
@@ -29,7 +29,7 @@ DATATROVE_FILTERS = {
 class PerLanguageFilter(CorpusFilter):
     """Applies datatrove filter ``kind`` with ``params[lang]`` (falling back to ``params["default"]``)."""
 
-    def __init__(self, kind: str, params: dict[str, dict], segmenter: str = "builtin",
+    def __init__(self, kind: str, params: dict[str, dict], segmenter: str = "datatrove",
                  rejected_folder: str | None = None):
         self.name = self.step_name = kind  # before super().__init__(), which names the step's Stats
         super().__init__(rejected_folder)

@@ -2,20 +2,58 @@
 
 datatrove's `JsonlReader` logs and skips malformed lines and records without text, so those records would
 vanish from the statistics. `RecordReader` reads through `polyglot_llama.io.iter_records` (JSONL plain/.gz/
-.zst, Parquet, plain text) and turns every unreadable record into a rejected document with file, line
-and reason.
+.zst, Parquet, plain text) or `warc.iter_warc` (WARC/WET, .gz) and turns every unreadable record into a
+rejected document with file, line and reason. A shard that cannot be read to its end (corrupt or
+truncated gzip/zstd, not a Parquet file) is quarantined: its reason, size and the records read before the
+damage go to ``rejected/quarantined_files/<rank>.jsonl``, the stats count files and bytes lost, and the
+run goes on with the next file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import zlib
+from pathlib import Path
 
+import pyarrow
+import zstandard
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.jsonl import JsonlReader
 from tqdm import tqdm
+from warcio.exceptions import ArchiveLoadFailed
 
-from ..io import RejectCounter, iter_records
+from ..errors import UserError
+from ..io import RejectCounter, expand_inputs, iter_records
 from .accounting import AccountedStep
+from .warc import is_warc, iter_warc
+
+# Line ends as text extractors (trafilatura, FineWeb's) leave them: "\n" only, no trailing blanks. Text
+# from Windows tools or PDF converters otherwise fails FineWeb's "line ends in punctuation" rule.
+_TRAILING_BLANKS = re.compile(r"[ \t\f\v]+$", re.MULTILINE)
+# What a damaged file raises part-way: gzip's BadGzipFile is an OSError, a truncated stream EOFError.
+_DAMAGED = (OSError, EOFError, zlib.error, zstandard.ZstdError, pyarrow.ArrowException, ArchiveLoadFailed)
+
+
+def normalise_line_ends(text: str) -> str:
+    """CRLF/CR → LF and no spaces or tabs before a line end."""
+    return _TRAILING_BLANKS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def expand_corpus_inputs(patterns: list[str]) -> list[str]:
+    """Files, globs and folders (every file below a folder, e.g. a folder of plain-text files) → sorted files."""
+    files: list[str] = []
+    for pattern in patterns:
+        folder = Path(os.path.expanduser(pattern))
+        if folder.is_dir():
+            found = sorted(str(p) for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise UserError(f"input {pattern!r} is an empty folder; give files, a glob or a folder with files")
+            files += found
+        else:
+            files += expand_inputs(pattern)
+    return files
 
 
 class RecordReader(AccountedStep):
@@ -37,7 +75,7 @@ class RecordReader(AccountedStep):
         rejects.rejected.clear()
 
     def _document(self, record: dict, path: str, ordinal: int) -> Document:
-        text = record.pop(self.text_field)
+        text = normalise_line_ends(record.pop(self.text_field))
         raw_id = record.pop(self.id_field, None)
         doc_id = str(raw_id) if isinstance(raw_id, (str, int)) else f"{os.path.basename(path)}/{ordinal}"
         record.pop("lang", None)  # the input's own label is replaced by language ID downstream
@@ -53,23 +91,40 @@ class RecordReader(AccountedStep):
                 progress.set_postfix_str(f"file {file_no}/{len(files)}")
                 rejects = RejectCounter()
                 ordinal = 0
-                for record in iter_records([path], rejects, self.text_field):
-                    progress.update()
-                    for bad, reason in self._rejects_to_docs(rejects):
-                        self.count_in(bad)
-                        self.reject(writer, bad, reason, rank)
-                    ordinal += 1
-                    doc = self._document(record, path, ordinal)
-                    self.count_in(doc)
-                    if not doc.text.strip():
-                        doc.metadata.update(file=path, record=ordinal)
-                        self.reject(writer, doc, "empty text", rank)
-                        continue
-                    self.count_kept(doc)
-                    yield doc
+                records = iter_warc(path, rejects, self.text_field) if is_warc(path) else iter_records([path], rejects, self.text_field)
+                try:
+                    for record in records:
+                        progress.update()
+                        for bad, reason in self._rejects_to_docs(rejects):
+                            self.count_in(bad)
+                            self.reject(writer, bad, reason, rank)
+                        ordinal += 1
+                        doc = self._document(record, path, ordinal)
+                        self.count_in(doc)
+                        if not doc.text.strip():
+                            doc.metadata.update(file=path, record=ordinal)
+                            self.reject(writer, doc, "empty text", rank)
+                            continue
+                        self.count_kept(doc)
+                        yield doc
+                except _DAMAGED as e:
+                    self._quarantine(path, f"{type(e).__name__}: {e}", ordinal, rank)
                 for bad, reason in self._rejects_to_docs(rejects):
                     self.count_in(bad)
                     self.reject(writer, bad, reason, rank)
+
+    def _quarantine(self, path: str, reason: str, records_read: int, rank: int) -> None:
+        """Record a file that broke off part-way; the records before the damage were already passed on."""
+        size = os.path.getsize(path)
+        self.stat_update("quarantined|files")
+        self.stat_update("quarantined|bytes", value=size)
+        if self.rejected_folder is None:
+            return
+        folder = Path(self.rejected_folder) / "quarantined_files"
+        folder.mkdir(parents=True, exist_ok=True)
+        entry = {"file": path, "bytes": size, "reason": reason, "records_read_before_damage": records_read}
+        with open(folder / f"{rank:05d}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
 class ShardReader(JsonlReader):

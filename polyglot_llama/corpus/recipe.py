@@ -181,6 +181,9 @@ class SlurmSection:
 
 @dataclass
 class RaySection:
+    address: str = ""
+    """Ray cluster to join: "" = the one started on this machine by `ray start` (else a new local one),
+    "auto" = a running cluster only, or "HOST:6379"."""
     cpus_per_task: int = 1
     """CPUs per Ray task."""
     mem_per_cpu_gb: float = 2
@@ -190,7 +193,7 @@ class RaySection:
 @dataclass
 class CorpusBuildConfig:
     input: list[str] = field(default_factory=list)
-    """Input files or globs: JSONL (plain/.gz/.zst), Parquet or plain text."""
+    """Input files, globs or folders: WARC/WET (.gz), JSONL (plain/.gz/.zst), Parquet or plain text."""
     output: str = ""
     """Output directory: kept/, rejected/, stats.json, stats.md."""
     languages: list[str] = field(default_factory=list)
@@ -205,16 +208,18 @@ class CorpusBuildConfig:
     """Field of the input records holding a document id (optional)."""
     executor: Literal["local", "slurm", "ray"] = "local"
     """Where to run: local processes, Slurm jobs or a Ray cluster."""
-    tasks: int = 1
-    """Number of shards the input is split into (one task each); keep it fixed when resuming."""
+    tasks: int = -1
+    """Number of shards the input is split into (one task each); -1 = one per CPU core of this machine.
+    The resolved number is part of the recipe: a resumed run must use the same."""
     workers: int = -1
-    """Tasks run at once locally; -1 = one per CPU core (at most tasks)."""
+    """Tasks run at once locally (or Ray/Slurm jobs at once); -1 = one per CPU core (at most tasks)."""
     parquet: bool = False
     """Also write kept documents as Parquet next to the JSONL.gz shards."""
     resume: bool = True
     """Skip tasks a previous run of the same recipe finished; false = delete old outputs and start over."""
-    segmenter: Literal["builtin", "datatrove"] = "builtin"
-    """Word splitting: builtin (no extra packages) or datatrove's per-language segmenters (Kiwi, spaCy, ...)."""
+    segmenter: Literal["datatrove", "builtin"] = "datatrove"
+    """Word splitting for the quality filters: datatrove's per-language segmenters, as FineWeb-2 (Kiwi ko,
+    spaCy+SudachiPy ja, spaCy+jieba zh, PyThaiNLP th), or builtin (one token per Han/Hangul character)."""
     lid: LidSection = field(default_factory=LidSection)
     """Language identification."""
     blocklist: BlocklistSection = field(default_factory=BlocklistSection)
@@ -248,8 +253,10 @@ class CorpusBuildConfig:
             raise UserError("steps: dedup steps run over the whole filtered corpus; list them after every filter")
         if "blocklist" in self.steps and not self.blocklist.file:
             raise UserError("blocklist.file: the blocklist step needs a file of domains (or drop it from steps)")
+        if self.tasks == -1:
+            self.tasks = cpu_cores()
         if self.tasks < 1:
-            raise UserError(f"tasks: must be at least 1, not {self.tasks}")
+            raise UserError(f"tasks: must be -1 (one per core) or at least 1, not {self.tasks}")
         if self.workers == 0 or self.workers < -1:
             raise UserError(f"workers: must be -1 (one per core) or a positive number, not {self.workers}")
         if self.executor == "slurm" and not self.slurm.partition:
@@ -259,5 +266,9 @@ class CorpusBuildConfig:
 
     @property
     def local_workers(self) -> int:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return min(self.tasks, cores if self.workers == -1 else self.workers)
+        return min(self.tasks, cpu_cores() if self.workers == -1 else self.workers)
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (its affinity mask, e.g. a Slurm allocation), not the machine's total."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

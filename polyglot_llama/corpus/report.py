@@ -73,6 +73,9 @@ def build_report(logs_dir: Path, stages: list[str], steps: list[str], meta: dict
         "characters_in": first["chars_in"],
         "characters_kept": last["chars_kept"],
         "kept_by_language": kept,
+        # shards that broke off part-way (corrupt gzip/zstd/Parquet); listed in rejected/quarantined_files/
+        "quarantined_files": first["extra"].get("quarantined|files", 0),
+        "quarantined_bytes": first["extra"].get("quarantined|bytes", 0),
         "steps": step_stats,
     }
 
@@ -89,7 +92,9 @@ def render_markdown(report: dict) -> str:
         f"{_fmt(report['documents_in'])} documents, {_fmt(report['characters_in'])} characters. "
         f"Kept: {_fmt(report['documents_kept'])} documents "
         f"({report['documents_kept'] / max(report['documents_in'], 1):.1%}), "
-        f"{_fmt(report['characters_kept'])} characters.",
+        f"{_fmt(report['characters_kept'])} characters."
+        + (f" Quarantined (damaged, read up to the damage): {report['quarantined_files']} file(s), "
+           f"{_fmt(report['quarantined_bytes'])} bytes; see rejected/quarantined_files/." if report["quarantined_files"] else ""),
         "",
         "## Per step",
         "",

@@ -1,8 +1,13 @@
-"""Word splitting that is right for every script without downloading anything.
+"""Word splitting for the quality filters: FineWeb-2's real segmenters by default, a script splitter as fallback.
 
-datatrove's quality filters and MinHash take a `WordTokenizer`; its defaults need spaCy, Kiwi, jieba or
-pythainlp (and spaCy pipelines), none of which a fresh install has. `ScriptWordTokenizer` is the
-dependency-free fallback, by script rather than by language:
+datatrove's quality filters take a `WordTokenizer`. `segmenter: datatrove` (the default) uses the one
+datatrove assigns to the language in its ``assets/tokenizer_assignment.csv``, which is what FineWeb-2's
+per-language thresholds were computed with: Kiwi (``KiwiTokenizer``, kiwipiepy, model ``sbg``) for ko,
+spaCy ``ja`` with SudachiPy for ja, spaCy ``zh`` with jieba for zh, PyThaiNLP ``newmm-safe`` for th and
+spaCy's rule-based tokenizers for de and en. These are core dependencies of the package.
+
+`ScriptWordTokenizer` (``segmenter: builtin``) is the dependency-free fallback, by script rather than by
+language, and what MinHash shingles use (near-duplicate detection needs no morphology):
 
 - Han and Hangul: one token per character. Chinese and Japanese do not separate words by spaces, and
   FineWeb-2's Korean/Chinese stopwords are mostly single syllables or characters (의, 는, 的, 是), so
@@ -15,8 +20,8 @@ dependency-free fallback, by script rather than by language:
   and Russian or Hindi words stay whole.
 - Punctuation and symbols: one token per character, as spaCy does, so Gopher's symbol ratios still work.
 
-`segmenter: datatrove` in a recipe uses datatrove's own assignment instead (Kiwi for ko, spaCy+jieba
-for zh, ...) where those optional packages are installed.
+FineWeb-2's thresholds assume real words: with one token per Hangul syllable the Korean constitution's
+5-gram duplicate share is 0.240 (limit 0.201), with Kiwi's words 0.037.
 """
 
 from __future__ import annotations
@@ -57,20 +62,53 @@ class ScriptWordTokenizer(WordTokenizer):
         return (ScriptWordTokenizer, ())
 
 
-SEGMENTERS = ("builtin", "datatrove")
+class FullWidthDigitsJoined(WordTokenizer):
+    """Wraps a tokenizer so that a run of full-width digit tokens is one word, as jieba does for ASCII digits.
+
+    jieba splits "１９９７年" into "１", "９", "９", "７", "年" but "1997年" into "1997", "年"; Chinese print
+    and news sites often write full-width digits, and one word per digit pushes clean news below Gopher's
+    share of words with a letter (max_non_alpha_words_ratio). Sentence splitting is the wrapped one's.
+    """
+
+    def __init__(self, inner: WordTokenizer):
+        super().__init__(inner.language)
+        self.inner = inner
+
+    def word_tokenize(self, text: str) -> list[str]:
+        words: list[str] = []
+        for word in self.inner.word_tokenize(text):
+            if words and _FULL_WIDTH_DIGITS.fullmatch(word) and _FULL_WIDTH_DIGITS.fullmatch(words[-1]):
+                words[-1] += word
+            else:
+                words.append(word)
+        return words
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return self.inner.sent_tokenize(text)
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return self.inner.span_tokenize(text)
+
+
+_FULL_WIDTH_DIGITS = regex.compile(r"[０-９]+")
+SEGMENTERS = ("datatrove", "builtin")
+# datatrove keys FineWeb-2 used where the bare ISO 639-1 code resolves differently: datatrove's table maps
+# "zh" to spaCy's multilingual "xx" tokenizer (no segmentation at all), "cmn_Hani" to spaCy + jieba.
+_DATATROVE_KEYS = {"zh": "cmn_Hani"}
 
 
 @lru_cache(maxsize=None)
-def word_tokenizer(language: str, segmenter: str = "builtin") -> WordTokenizer:
-    """The word tokenizer for ``language``: builtin (no extra packages) or datatrove's per-language choice."""
+def word_tokenizer(language: str, segmenter: str = "datatrove") -> WordTokenizer:
+    """The word tokenizer for ``language``: datatrove's per-language choice (FineWeb-2's) or the builtin one."""
     if segmenter == "builtin":
         return ScriptWordTokenizer(language)
     if segmenter != "datatrove":
         raise UserError(f"segmenter {segmenter!r} is unknown; use one of {', '.join(SEGMENTERS)}")
     try:
-        return load_word_tokenizer(language)
+        tokenizer = load_word_tokenizer(_DATATROVE_KEYS.get(language, language))
     except (ValueError, ImportError) as e:
         raise UserError(
-            f"segmenter 'datatrove' for {language!r}: {str(e).rstrip('.')}; pip install 'polyglot-llama[segmenters]' "
-            "or use segmenter: builtin"
+            f"segmenter 'datatrove' for {language!r}: {str(e).rstrip('.')}; reinstall polyglot-llama (its dependencies "
+            "include the segmenters) or use segmenter: builtin"
         ) from None
+    return FullWidthDigitsJoined(tokenizer) if language == "zh" else tokenizer

@@ -4,7 +4,6 @@ foreign text, PII, a blocklisted URL and malformed lines; checks exactly what is
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -216,8 +215,75 @@ def test_bad_recipe_fails_at_start(tmp_path, capsys):
     assert "unknown key 'gopher_quality.min_words'" in capsys.readouterr().err
     assert main(["corpus", "build", "--input", str(raw), "--output", str(tmp_path / "o"), "--languages", "tlh"]) == 2
     assert "cannot recognise 'tlh'" in capsys.readouterr().err
-    if importlib.util.find_spec("kiwipiepy") is None:  # the optional Korean segmenter is not installed
-        assert main(base + ["--segmenter", "datatrove"]) == 2
-        assert "pip install 'polyglot-llama[segmenters]'" in capsys.readouterr().err
     assert not (tmp_path / "o" / "kept").exists()
     assert os.listdir(tmp_path) == ["in.jsonl"]
+
+
+def _warc(path: Path, ko: list[str]) -> None:
+    """A gzipped WARC with a warcinfo record, an HTML page (two Korean paragraphs) and a PNG response."""
+    from io import BytesIO
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        writer.write_record(writer.create_warcinfo_record("test.warc.gz", {"software": "polyglot-llama test"}))
+        page = (f"<html><head><title>뉴스</title></head><body><nav><a href='/'>홈</a></nav><article>"
+                f"<p>{ko[0]}</p><p>{ko[1]}</p></article></body></html>").encode()
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.0")
+        writer.write_record(writer.create_warc_record("https://news.example/ko/1", "response", payload=BytesIO(page),
+                                                      http_headers=http))
+        png = StatusAndHeaders("200 OK", [("Content-Type", "image/png")], protocol="HTTP/1.0")
+        writer.write_record(writer.create_warc_record("https://news.example/logo.png", "response",
+                                                      payload=BytesIO(b"\x89PNG...."), http_headers=png))
+
+
+def _wet(path: Path, text: str) -> None:
+    from io import BytesIO
+
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=False)
+        writer.write_record(writer.create_warc_record("https://blog.example/post", "conversion",
+                                                      payload=BytesIO(text.encode()), warc_content_type="text/plain"))
+
+
+def test_input_formats_and_damaged_shards(tmp_path):
+    import zstandard
+
+    ko = [r["text"] for r in sample_records("ko")]
+    raw = tmp_path / "raw"
+    (raw / "books").mkdir(parents=True)
+    _warc(raw / "crawl.warc.gz", ko)
+    _wet(raw / "crawl.wet", ko[2] + "\r\n" + ko[3])
+    (raw / "one.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(
+        (json.dumps({"id": "zst-1", "text": ko[4]}, ensure_ascii=False) + "\n").encode()))
+    (raw / "books" / "chapter.txt").write_text(ko[5] + "\n", encoding="utf-8")
+    whole = gzip.compress("".join(json.dumps({"id": f"gz-{i}", "text": ko[6 + i % 30]}, ensure_ascii=False) + "\n"
+                                  for i in range(3000)).encode())
+    (raw / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # truncated download
+    (raw / "fake.jsonl.gz").write_bytes(b"this is not gzip at all\n" * 10)
+    out = tmp_path / "out"
+    args = ["corpus", "build", "--input", str(raw / "*.*"), str(raw / "books"), "--output", str(out),
+            "--languages", "ko", "--steps", "language", "--tasks", "2", "--workers", "1"]
+    assert main(args) == 0
+    kept = {r["id"]: r for r in _read_gz_jsonl(out.glob("kept/*.jsonl.gz"))}
+    html = [r for r in kept.values() if r["metadata"].get("url") == "https://news.example/ko/1"]
+    assert len(html) == 1 and html[0]["text"] == f"{ko[0]}\n{ko[1]}"  # main text only, no navigation
+    wet = [r for r in kept.values() if r["metadata"].get("url") == "https://blog.example/post"]
+    assert len(wet) == 1 and wet[0]["text"] == f"{ko[2]}\n{ko[3]}"  # CRLF became LF
+    assert kept["zst-1"]["text"] == ko[4] and kept["chapter.txt/1"]["text"] == ko[5]
+    read_before_cut = {i for i in kept if i.startswith("gz-")}
+    assert 0 < len(read_before_cut) < 3000  # what came before the damage is used
+    rejected = _rejected(out)
+    assert rejected[f"{raw / 'crawl.warc.gz'}:3"] == ("read", "not HTML (image/png)")
+    quarantined = [json.loads(line) for path in (out / "rejected" / "quarantined_files").glob("*.jsonl")
+                   for line in path.read_text().splitlines()]
+    assert sorted(q["file"] for q in quarantined) == [str(raw / "cut.jsonl.gz"), str(raw / "fake.jsonl.gz")]
+    assert all(q["reason"].split(":")[0] in ("EOFError", "BadGzipFile") for q in quarantined)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["quarantined_files"] == 2
+    assert stats["quarantined_bytes"] == (raw / "cut.jsonl.gz").stat().st_size + (raw / "fake.jsonl.gz").stat().st_size
+    assert "Quarantined" in (out / "stats.md").read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from polyglot_llama.corpus.build import CorpusBuildConfig, accounted_steps, build_stages
 from polyglot_llama.corpus.recipe import MinhashSection
 
@@ -23,9 +25,9 @@ def test_stages_without_or_with_one_dedup(tmp_path):
     no_dedup = CorpusBuildConfig(languages=["ko"], output=str(tmp_path), tasks=2, steps=["language", "pii"])
     stages = build_stages(no_dedup, ["a.jsonl"])
     assert _names(stages) == [("filter", 2)]
-    exact_only = CorpusBuildConfig(languages=["ko"], output=str(tmp_path), steps=["language", "exact_dedup"])
+    exact_only = CorpusBuildConfig(languages=["ko"], output=str(tmp_path), steps=["language", "exact_dedup"], tasks=1)
     assert _names(build_stages(exact_only, ["a.jsonl"])) == [("filter", 1), ("exact_find", 1), ("write", 1)]
-    minhash_only = CorpusBuildConfig(languages=["ko"], output=str(tmp_path), steps=["minhash_dedup"],
+    minhash_only = CorpusBuildConfig(languages=["ko"], output=str(tmp_path), steps=["minhash_dedup"], tasks=1,
                                      minhash=MinhashSection(num_buckets=4))
     assert _names(build_stages(minhash_only, ["a.jsonl"])) == [
         ("filter", 1), ("minhash_signatures", 1), ("minhash_buckets", 4), ("minhash_clusters", 1), ("write", 1)]
@@ -34,3 +36,10 @@ def test_stages_without_or_with_one_dedup(tmp_path):
 def test_statistics_follow_the_order_documents_take(tmp_path):
     cfg = CorpusBuildConfig(languages=["ko"], steps=["pii", "language", "minhash_dedup", "exact_dedup"])
     assert accounted_steps(cfg) == ["read", "lid", "pii", "language", "exact_dedup", "minhash_dedup"]
+
+
+def test_tasks_and_workers_default_to_the_cores_this_process_may_use():
+    cores = len(os.sched_getaffinity(0))
+    cfg = CorpusBuildConfig(languages=["ko"])
+    assert cfg.tasks == cores and cfg.local_workers == cores
+    assert CorpusBuildConfig(languages=["ko"], tasks=8, workers=3).local_workers == 3

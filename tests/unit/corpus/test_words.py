@@ -27,7 +27,16 @@ def test_sentences_and_spans():
     assert [text[a:b].strip() for a, b in t.span_tokenize(text)] == t.sent_tokenize(text)
 
 
-def test_builtin_is_default_and_picklable():
-    tok = word_tokenizer("ko")
+def test_fineweb2_segmenters_are_default_and_builtin_is_picklable():
+    # FineWeb-2's (datatrove's) assignment: Kiwi for Korean, spaCy+SudachiPy, spaCy+jieba, PyThaiNLP
+    assert word_tokenizer("ko").word_tokenize("대한민국 헌법은 국민의 권리를 정한다.") == [
+        "대한민국", "헌법", "은", "국민", "의", "권리", "를", "정한", "한다", "."]
+    assert word_tokenizer("ja").word_tokenize("代表者を通じて行動する。") == ["代表", "者", "を", "通じ", "て", "行動", "する", "。"]
+    # jieba, not datatrove's "zh" row (spaCy "xx", which returns the whole sentence as one word)
+    assert word_tokenizer("zh").word_tokenize("中共中央总书记发表新年讲话。") == [
+        "中共中央", "总书记", "发表", "新年", "讲话", "。"]
+    assert word_tokenizer("zh").word_tokenize("１９９７年１２月") == ["１９９７", "年", "１２", "月"]  # jieba: 1 digit a word
+    assert word_tokenizer("th").word_tokenize("ภาษาไทยเป็นภาษาที่สวยงาม") == ["ภาษาไทย", "เป็น", "ภาษา", "ที่", "สวยงาม"]
+    tok = word_tokenizer("ko", "builtin")
     assert isinstance(tok, ScriptWordTokenizer)
     assert pickle.loads(pickle.dumps(tok)).word_tokenize("가나") == ["가", "나"]
