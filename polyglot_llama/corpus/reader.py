@@ -107,11 +107,20 @@ class RecordReader(AccountedStep):
                             continue
                         self.count_kept(doc)
                         yield doc
-                except _DAMAGED as e:
+                except _DAMAGED as e:  # the WARC reader; iter_records reports damage in rejects.lost_files
                     self._quarantine(path, f"{type(e).__name__}: {e}", ordinal, rank)
+                self._quarantine_lost(rejects, rank)
                 for bad, reason in self._rejects_to_docs(rejects):
                     self.count_in(bad)
                     self.reject(writer, bad, reason, rank)
+
+    def _quarantine_lost(self, rejects: RejectCounter, rank: int) -> None:
+        """Files `iter_records` stopped reading part-way go to the quarantine list, not the per-record rejects."""
+        for lost in rejects.lost_files:
+            self._quarantine(lost["file"], lost["reason"], lost["after_line"], rank)
+            rejects.rejected = [r for r in rejects.rejected if (r["file"], r["line"]) != (lost["file"], lost["after_line"])
+                                or "(shard quarantined)" not in r["reason"]]
+        rejects.lost_files.clear()
 
     def _quarantine(self, path: str, reason: str, records_read: int, rank: int) -> None:
         """Record a file that broke off part-way; the records before the damage were already passed on."""

@@ -282,7 +282,7 @@ def test_input_formats_and_damaged_shards(tmp_path):
     quarantined = [json.loads(line) for path in (out / "rejected" / "quarantined_files").glob("*.jsonl")
                    for line in path.read_text().splitlines()]
     assert sorted(q["file"] for q in quarantined) == [str(raw / "cut.jsonl.gz"), str(raw / "fake.jsonl.gz")]
-    assert all(q["reason"].split(":")[0] in ("EOFError", "BadGzipFile") for q in quarantined)
+    assert all(q["reason"].startswith(("truncated compressed file", "corrupt compressed file")) for q in quarantined)
     stats = json.loads((out / "stats.json").read_text())
     assert stats["quarantined_files"] == 2
     assert stats["quarantined_bytes"] == (raw / "cut.jsonl.gz").stat().st_size + (raw / "fake.jsonl.gz").stat().st_size
