@@ -13,8 +13,9 @@ Llama 2 margin table of the pair's strength label. Defaults follow Rafailov et a
 
 Output: the trained model (Hugging Face directory, the tokenizer with its chat template), plus
 ``dpo_results.json`` (held-out reward accuracy and margins per language and per strength, before and after,
-log-prob trends and the KL to the reference: the file the eval report reads), ``rejected_pairs.jsonl``,
-``training/`` (checkpoints, ``metrics.jsonl``, TensorBoard logs) and ``reference_logps.safetensors``.
+log-prob trends and the KL to the reference; `eval`'s ``preference`` task computes the same for any
+checkpoint), ``rejected_pairs.jsonl``, ``training/`` (checkpoints, ``metrics.jsonl``, TensorBoard logs) and
+``reference_logps.safetensors``.
 """
 
 from __future__ import annotations
