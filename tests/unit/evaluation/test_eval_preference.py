@@ -15,6 +15,7 @@ import torch
 from polyglot_llama.chat import encode_dialog
 from polyglot_llama.evaluation.suite import EvalConfig, run
 from polyglot_llama.evaluation.tasks import parse_task
+from polyglot_llama.errors import UserError
 from polyglot_llama.io import RejectCounter
 from polyglot_llama.model.checkpoint import load_causal_lm, load_tokenizer
 
@@ -112,3 +113,13 @@ def test_eval_report_shows_preference_accuracy_and_reference_scores_zero(setup, 
     assert "## dpo_pairs (preference): accuracy, higher is better" in report and "By strength:" in report
     assert f"| en (English) | **{en['accuracy']:.4g}** [{en['ci95'][0]:.3g}, {en['ci95'][1]:.3g}] (n=3) |" in report
     assert f"- model, en: margin {en['margin']:.4g}" in report and "- reference, ko: margin 0 (chosen 0, rejected 0), KL to reference 0 nats/token" in report
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"data": {"files": ["p.jsonl"]}}, "key 'reference' is required"),
+    ({"data": {"files": ["p.jsonl"]}, "reference": "ref", "beta": 0}, "key 'beta' is 0"),
+    ({"reference": "ref"}, "key 'data' is required"),
+])
+def test_preference_task_config_errors_name_the_key(tmp_path, entry, message):
+    with pytest.raises(UserError, match=message):
+        parse_task({"kind": "preference", "name": "p", **entry}, tmp_path / "suite.yaml", 0)
