@@ -86,6 +86,18 @@ def agreement_notes(task: dict, models: list[str]) -> list[str]:
     return notes
 
 
+def preference_notes(task: dict, models: list[str]) -> list[str]:
+    """Preference tasks: the implicit-reward margin and the KL to the reference behind each accuracy."""
+    notes = []
+    for model in models:
+        for lang, metrics in sorted(task["results"].get(model, {}).get("languages", {}).items()):
+            if "margin" in metrics:
+                kl = f", KL to reference {metrics['kl_to_reference']:.4g} nats/token" if "kl_to_reference" in metrics else ""
+                notes.append(f"{model}, {lang}: margin {metrics['margin']:.4g} (chosen {metrics['chosen_reward']:.4g}, "
+                             f"rejected {metrics['rejected_reward']:.4g}){kl}")
+    return notes
+
+
 def comparison_notes(task: dict) -> list[str]:
     """One line per (language, checkpoint) paired test against the baseline, significant ones marked *."""
     notes = []
@@ -130,6 +142,9 @@ def markdown_report(results: dict) -> str:
         judges = agreement_notes(task, models)
         if judges:
             lines += ["", "Agreement between safety judges (violation or not):", ""] + [f"- {j}" for j in judges]
+        rewards = preference_notes(task, models)
+        if rewards:
+            lines += ["", "Implicit rewards β·log π/π_ref (mean over pairs):", ""] + [f"- {r}" for r in rewards]
         lines += _notes(task, models, markdown=True)
         lines += ["", f"![{task['name']}](plots/{task['name']}.png)"]
     return "\n".join(lines) + "\n"
@@ -211,6 +226,10 @@ def html_report(results: dict) -> str:
         if judges:
             parts.append("<p class='meta'>Agreement between safety judges (violation or not)</p>"
                          "<ul class='tests'>" + "".join(f"<li>{e(j)}</li>" for j in judges) + "</ul>")
+        rewards = preference_notes(task, models)
+        if rewards:
+            parts.append("<p class='meta'>Implicit rewards β·log π/π_ref (mean over pairs)</p>"
+                         "<ul class='tests'>" + "".join(f"<li>{e(r)}</li>" for r in rewards) + "</ul>")
         notes = _notes(task, models, markdown=False)
         if notes:
             parts.append("<ul class='notes'>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")

@@ -20,6 +20,7 @@ from .generation import GenerationTask
 from .harness import HarnessTask
 from .multiple_choice import MultipleChoiceTask
 from .perplexity import PerplexityTask
+from .preference_task import PreferenceTask
 from .reward_task import RewardTask
 from .safety import SafetyTask
 
@@ -28,6 +29,7 @@ TASK_KINDS: dict[str, type] = {
     "multiple_choice": MultipleChoiceTask,
     "generation": GenerationTask,
     "reward": RewardTask,
+    "preference": PreferenceTask,
     "safety": SafetyTask,
     "lm_eval_harness": HarnessTask,
 }

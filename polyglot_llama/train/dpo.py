@@ -13,8 +13,9 @@ Llama 2 margin table of the pair's strength label. Defaults follow Rafailov et a
 
 Output: the trained model (Hugging Face directory, the tokenizer with its chat template), plus
 ``dpo_results.json`` (held-out reward accuracy and margins per language and per strength, before and after,
-log-prob trends and the KL to the reference: the file the eval report reads), ``rejected_pairs.jsonl``,
-``training/`` (checkpoints, ``metrics.jsonl``, TensorBoard logs) and ``reference_logps.safetensors``.
+log-prob trends and the KL to the reference; `eval`'s ``preference`` task computes the same for any
+checkpoint), ``rejected_pairs.jsonl``, ``training/`` (checkpoints, ``metrics.jsonl``, TensorBoard logs) and
+``reference_logps.safetensors``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ..io import RejectCounter, write_json, write_jsonl
 from ..model.checkpoint import check_vocab_matches, load_causal_lm, load_tokenizer
 from ..model.reward_model import context_length
 from . import dpo_data
-from .dpo_metrics import preference_metrics, token_kl_to_reference, write_tensorboard
+from .dpo_metrics import preference_metrics, summarize_rewards, token_kl_to_reference, write_tensorboard
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, StepOutput, distributed_state, save_final, train
 from .loop import resolve_grad_accum as shared_resolve_grad_accum
 from .losses import dpo_loss, ipo_loss, sequence_logprobs
@@ -270,8 +271,14 @@ def run(cfg: DPOConfig) -> dict:
                    offset_scale=cfg.offset_scale)
     device = distributed_state().device
     autocast = _autocast(device, _precision(cfg.loop))
-    before = preference_metrics(policy.to(device), validation_examples, cfg.beta, pad_id, cfg.eval_batch_size, autocast)
-    policy.to("cpu")
+    if cfg.reference in ("", cfg.model):
+        # The policy starts as the reference: every implicit reward is exactly 0 (a second forward would
+        # only add round-off, which decides the sign of a zero margin and so the accuracy).
+        before = summarize_rewards(validation_examples, [(0.0, 0.0, e["ref_chosen"], e["ref_rejected"])
+                                                         for e in validation_examples]) if validation_examples else {}
+    else:
+        before = preference_metrics(policy.to(device), validation_examples, cfg.beta, pad_id, cfg.eval_batch_size, autocast)
+        policy.to("cpu")
 
     # The loop reads one pre-grouped micro-batch per micro-step: length-sorted groups of micro_batch_size pairs.
     loop = dataclasses.replace(cfg.loop, micro_batch_size=1, grad_accum=grad_accum, global_batch_size=0)

@@ -27,25 +27,32 @@ def _stats(rows: list[tuple[float, float, float, float]]) -> dict:
 
 
 @torch.no_grad()
-def preference_metrics(model, examples: list[dict], beta: float, pad_id: int, batch_size: int, autocast) -> dict:
-    """{"overall", "language": {lang: ...}, "strength": {label: ...}} of accuracy, margin, rewards and log-probs.
-
-    ``examples`` carry the cached reference log-probs (``ref_chosen``/``ref_rejected``).
-    """
-    if not examples:
-        return {}
+def implicit_rewards(model, examples: list[dict], beta: float, pad_id: int, batch_size: int,
+                     autocast) -> list[tuple[float, float, float, float]]:
+    """Per pair (chosen reward, rejected reward, chosen logp, rejected logp), in the order of ``examples``,
+    which carry the reference log-probs (``ref_chosen``/``ref_rejected``)."""
     was_training = model.training
     model.eval()
     chosen, rejected = dpo_data.answer_logprobs(model, examples, pad_id, batch_size, autocast)
     model.train(was_training)
+    return [(beta * (c - e["ref_chosen"]), beta * (r - e["ref_rejected"]), c, r)
+            for e, c, r in zip(examples, chosen, rejected)]
+
+
+def summarize_rewards(examples: list[dict], rows: list[tuple[float, float, float, float]]) -> dict:
+    """{"overall", "language": {lang: ...}, "strength": {label: ...}} of accuracy, margin, rewards and log-probs."""
     groups: dict[str, dict[str, list]] = {"language": defaultdict(list), "strength": defaultdict(list)}
-    rows = []
-    for example, c, r in zip(examples, chosen, rejected):
-        row = (beta * (c - example["ref_chosen"]), beta * (r - example["ref_rejected"]), c, r)
-        rows.append(row)
+    for example, row in zip(examples, rows):
         groups["language"][example["lang"]].append(row)
         groups["strength"][example["strength"]].append(row)
     return {"overall": _stats(rows), **{name: {k: _stats(v) for k, v in sorted(g.items())} for name, g in groups.items()}}
+
+
+def preference_metrics(model, examples: list[dict], beta: float, pad_id: int, batch_size: int, autocast) -> dict:
+    """`summarize_rewards` of the held-out ``examples`` under ``model`` ({} without examples)."""
+    if not examples:
+        return {}
+    return summarize_rewards(examples, implicit_rewards(model, examples, beta, pad_id, batch_size, autocast))
 
 
 @torch.no_grad()
