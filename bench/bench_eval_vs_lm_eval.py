@@ -77,11 +77,10 @@ def main() -> None:
 
     import lm_eval
     import torch
-
-    import polyglot_llama
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    import polyglot_llama
     from polyglot_llama.evaluation.checkpoints import Checkpoint
     from polyglot_llama.evaluation.data import DataSpec
     from polyglot_llama.evaluation.lm import Runtime
