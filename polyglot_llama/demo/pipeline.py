@@ -150,7 +150,9 @@ def run(cfg: DemoConfig) -> dict:
     demo.stage("model init", {"tokenizer": demo.path("tokenizer_en"), "output": demo.path("init"), "preset": cfg.preset,
                               "seed": cfg.seed, "overrides": {"max_position_embeddings": 1024}},
                demo.path("init", "model.safetensors"), lambda r: f"{r['parameters'] / 1e6:.2f}M parameters")
-    loop = {"micro_batch_size": 8, "grad_accum": 1, "log_every": 10, "seed": cfg.seed}
+    # global_batch_size 0: the demo's small data sets step with grad_accum as given (the RM's paper default of
+    # 512 pairs per step would make its 108 pairs a single step).
+    loop = {"micro_batch_size": 8, "grad_accum": 1, "global_batch_size": 0, "log_every": 10, "seed": cfg.seed}
     demo.stage("pretrain", {
         "model": demo.path("init"), "output": demo.path("base"),
         "data": {"train": kept["en"], "seq_len": 128, "validation_fraction": 0.1},
