@@ -75,8 +75,10 @@ class AnnotationApp:
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
     async def _form(self, request: Request) -> dict[str, str]:
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > self.max_body_bytes:
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit():
+            raise UserError("the Content-Length header is not a number")
+        if int(length) > self.max_body_bytes:
             raise BodyTooLarge()
         body = b""
         async for chunk in request.stream():
@@ -85,7 +87,11 @@ class AnnotationApp:
                 raise BodyTooLarge()
         if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             raise UserError("forms must be sent as application/x-www-form-urlencoded")
-        fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="strict"), keep_blank_values=True).items()}
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError("the form is not valid UTF-8") from None
+        fields = {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
         for key, value in fields.items():
             if len(value) > self.max_text_chars:
                 raise UserError(f"field '{key}' is longer than {self.max_text_chars} characters")

@@ -57,6 +57,9 @@ def test_bad_values_and_oversized_requests_are_refused(project):
     assert kim.label(item, note="x" * 101).status_code == 400
     assert kim.label(item, note="x" * 5000).status_code == 413
     assert kim.post("/label", item="abc").status_code == 400
+    raw = kim.client.post("/label", content=b"csrf=" + kim.csrf.encode() + b"&note=\xff\xfe",
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert raw.status_code == 400 and "UTF-8" in raw.text
     assert store.labelled() == []
 
 
