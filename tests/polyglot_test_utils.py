@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "polyglot_llama" / "resources" / "sample_text"
@@ -32,3 +33,37 @@ def make_tiny_model(tokenizer_dir: Path, output: Path, preset: str = "tiny", see
 
     run(ModelInitConfig(tokenizer=str(tokenizer_dir), output=str(output), preset=preset, seed=seed, overrides=overrides))
     return output
+
+
+def write_jsonl(path: Path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+def language_match_pairs(split: str, per_lang: int, rng: random.Random, langs: list[str], window: int = 20,
+                         strengths: tuple[str, ...] = ()) -> list[dict]:
+    """Preference pairs whose preference is "answer in the prompt's language": prompt and chosen are random
+    ``window``-character windows of one language's sample paragraphs, rejected a window of another language.
+    Train and validation windows come from disjoint paragraphs (the first 4/5 and the rest). With
+    ``strengths``, each pair draws a strength label after its windows."""
+    pools = {}
+    for lang in langs:
+        texts = sample_texts(lang)
+        cut = len(texts) * 4 // 5
+        pools[lang] = texts[:cut] if split == "train" else texts[cut:]
+
+    def snippet(lang: str) -> str:
+        text = rng.choice(pools[lang])
+        start = rng.randrange(0, max(1, len(text) - window))
+        return text[start:start + window].strip()
+
+    pairs = []
+    for lang in langs:
+        for _ in range(per_lang):
+            pair = {"prompt": snippet(lang), "chosen": snippet(lang),
+                    "rejected": snippet(rng.choice([m for m in langs if m != lang])), "lang": lang}
+            if strengths:
+                pair["strength"] = rng.choice(strengths)
+            pairs.append(pair)
+    rng.shuffle(pairs)
+    return pairs

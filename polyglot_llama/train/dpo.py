@@ -44,7 +44,7 @@ from .dpo_metrics import preference_metrics, summarize_rewards, token_kl_to_refe
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, StepOutput, distributed_state, save_final, train
 from .loop import resolve_grad_accum as shared_resolve_grad_accum
 from .losses import dpo_loss, ipo_loss, sequence_logprobs
-from .reward_data import UNKNOWN_LANG, describe, load_pairs, split_validation
+from .reward_data import UNKNOWN_LANG, check_pair_data, describe, load_pairs, split_validation
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,7 @@ class DPODataConfig:
     """Longest prompt + response in tokens; longer pairs are skipped and counted (0 = the model's context)."""
 
     def __post_init__(self):
-        if not self.train:
-            raise UserError("key 'data.train' is required: globs of preference-pair files (prompt/chosen/rejected)")
-        if not 0 <= self.validation_fraction < 1:
-            raise UserError(f"key 'data.validation_fraction' is {self.validation_fraction}; it must be in [0, 1)")
-        if self.max_length < 0:
-            raise UserError(f"key 'data.max_length' is {self.max_length}; give a token count or 0 for the model's context")
+        check_pair_data(self)
 
 
 @dataclass

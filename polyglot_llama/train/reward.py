@@ -33,8 +33,8 @@ from ..model.reward_model import (REWARD_CONFIG_FILE, build_reward_model, contex
                                   prepare_tokenizer, sequence_scores)
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, StepOutput, save_final, train
 from .losses import REWARD_MARGINS, reward_margin_loss
-from .reward_data import (UNKNOWN_LANG, MixSource, collate_pairs, describe, encode_pairs, load_pairs, mix_pairs,
-                          split_validation)
+from .reward_data import (UNKNOWN_LANG, MixSource, check_pair_data, collate_pairs, describe, encode_pairs, load_pairs,
+                          mix_pairs, split_validation)
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,7 @@ class RewardDataConfig:
     """Longest prompt + response in tokens; longer pairs are skipped and counted (0 = the model's context)."""
 
     def __post_init__(self):
-        if not self.train:
-            raise UserError("key 'data.train' is required: globs of preference-pair files (prompt/chosen/rejected)")
-        if not 0 <= self.validation_fraction < 1:
-            raise UserError(f"key 'data.validation_fraction' is {self.validation_fraction}; it must be in [0, 1)")
-        if self.max_length < 0:
-            raise UserError(f"key 'data.max_length' is {self.max_length}; give a token count or 0 for the model's context")
+        check_pair_data(self)
 
 
 @dataclass

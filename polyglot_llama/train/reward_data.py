@@ -174,6 +174,16 @@ def load_pairs(globs: list[str], rejects: RejectCounter, source: str = "", defau
     return pairs
 
 
+def check_pair_data(data) -> None:
+    """The checks the `reward` and `dpo` data sections share (train files, held-out share, max_length)."""
+    if not data.train:
+        raise UserError("key 'data.train' is required: globs of preference-pair files (prompt/chosen/rejected)")
+    if not 0 <= data.validation_fraction < 1:
+        raise UserError(f"key 'data.validation_fraction' is {data.validation_fraction}; it must be in [0, 1)")
+    if data.max_length < 0:
+        raise UserError(f"key 'data.max_length' is {data.max_length}; give a token count or 0 for the model's context")
+
+
 # ------------------------------------------------------------------------------------------- mixtures
 
 

@@ -16,34 +16,15 @@ from polyglot_llama.train import checkpointing
 from polyglot_llama.train.dpo import DPOConfig, DPODataConfig, LoraOptions, run
 from polyglot_llama.train.loop import LoopConfig, OptimConfig, ScheduleConfig
 
-from polyglot_test_utils import sample_texts
+from polyglot_test_utils import language_match_pairs, write_jsonl
 
 LANGS = ["en", "ko", "zh"]
 WINDOW = 20  # characters
+STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 
 
 def synthetic_pairs(split: str, per_lang: int, rng: random.Random) -> list[dict]:
-    pools = {}
-    for lang in LANGS:
-        texts = sample_texts(lang)
-        cut = len(texts) * 4 // 5
-        pools[lang] = texts[:cut] if split == "train" else texts[cut:]
-
-    def window(lang: str) -> str:
-        text = rng.choice(pools[lang])
-        start = rng.randrange(0, max(1, len(text) - WINDOW))
-        return text[start:start + WINDOW].strip()
-
-    strengths = ["significantly_better", "better", "slightly_better", "negligibly_better"]
-    pairs = [{"prompt": window(lang), "chosen": window(lang), "rejected": window(rng.choice([m for m in LANGS if m != lang])),
-              "lang": lang, "strength": rng.choice(strengths)} for lang in LANGS for _ in range(per_lang)]
-    rng.shuffle(pairs)
-    return pairs
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return str(path)
+    return language_match_pairs(split, per_lang, rng, LANGS, WINDOW, STRENGTHS)
 
 
 def _config(model_dir, output, train_file, validation_file, **kw) -> DPOConfig:

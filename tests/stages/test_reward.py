@@ -16,33 +16,14 @@ from polyglot_llama.model.reward_model import load_reward_model, read_reward_con
 from polyglot_llama.train.loop import LoopConfig, OptimConfig, ScheduleConfig
 from polyglot_llama.train.reward import RewardConfig, RewardDataConfig, run
 
-from polyglot_test_utils import sample_texts
+from polyglot_test_utils import language_match_pairs, write_jsonl
 
 LANGS = ["en", "ko", "zh"]
 WINDOW = 20  # characters
 
 
 def synthetic_pairs(split: str, per_lang: int, rng: random.Random) -> list[dict]:
-    pools = {}
-    for lang in LANGS:
-        texts = sample_texts(lang)
-        cut = len(texts) * 4 // 5
-        pools[lang] = texts[:cut] if split == "train" else texts[cut:]
-
-    def window(lang: str) -> str:
-        text = rng.choice(pools[lang])
-        start = rng.randrange(0, max(1, len(text) - WINDOW))
-        return text[start:start + WINDOW].strip()
-
-    pairs = [{"prompt": window(lang), "chosen": window(lang), "rejected": window(rng.choice([m for m in LANGS if m != lang])),
-              "lang": lang} for lang in LANGS for _ in range(per_lang)]
-    rng.shuffle(pairs)
-    return pairs
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return str(path)
+    return language_match_pairs(split, per_lang, rng, LANGS, WINDOW)
 
 
 @pytest.mark.slow
