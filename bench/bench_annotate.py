@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _checkout import use_checkout
+
+ROOT = use_checkout()
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402

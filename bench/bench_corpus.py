@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _checkout import use_checkout
+
+ROOT = use_checkout()
 
 from polyglot_llama.config import load_config  # noqa: E402
 from polyglot_llama.corpus.build import CorpusBuildConfig, run  # noqa: E402

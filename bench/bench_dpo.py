@@ -33,6 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from _checkout import use_checkout
+
+use_checkout()
+
 SAMPLE = Path(__file__).resolve().parents[1] / "polyglot_llama" / "resources" / "sample_text"
 LANGS = ("en", "de", "ko", "zh")
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout's polyglot_llama, not another installed copy
+from _checkout import use_checkout
+
+ROOT = use_checkout()
 
 
 def main() -> None:

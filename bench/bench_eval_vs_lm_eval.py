@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# Measure this checkout's code: run as a script, sys.path[0] is bench/, so `import polyglot_llama` would
-# otherwise find whatever copy is installed (an editable install of another branch forced a BOS and gave
-# other accuracies than lm-eval's on SmolLM2).
-sys.path.insert(0, str(ROOT))
+from _checkout import use_checkout
+
+ROOT = use_checkout()
 REAL = Path.home() / ".cache" / "polyglot_llama" / "real" / "smollm2"
 LANGS = ["en", "de", "ko", "zh"]
 PROMPT = "{passage}\nQuestion: Which sentence is from the passage above?\nAnswer:"
@@ -80,7 +77,6 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    import polyglot_llama
     from polyglot_llama.evaluation.checkpoints import Checkpoint
     from polyglot_llama.evaluation.data import DataSpec
     from polyglot_llama.evaluation.lm import Runtime
@@ -108,7 +104,6 @@ def main() -> None:
 
     short_rows = [json.loads(line) for line in (ROOT / "eval/data/multiple_choice.jsonl").read_text(encoding="utf-8").splitlines()]
     shapes = {"long": (long_items(args.items), PROMPT), "short": (short_rows, "{prompt}")}
-    print(f"polyglot_llama from {Path(polyglot_llama.__file__).parent}")
     print(f"model {model_dir} ({sum(p.numel() for p in lm.model.parameters()) / 1e6:.0f}M parameters), "
           f"batch {args.batch_size}, {torch.get_num_threads()} threads")
     for shape, (rows, prompt) in shapes.items():

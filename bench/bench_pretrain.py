@@ -24,7 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _checkout import use_checkout
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+use_checkout()
 
 SAMPLE = Path(__file__).resolve().parents[1] / "polyglot_llama" / "resources" / "sample_text"
 SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,

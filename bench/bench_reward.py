@@ -26,6 +26,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from _checkout import use_checkout
+
+use_checkout()
+
 from polyglot_llama.io import RejectCounter
 from polyglot_llama.model.checkpoint import load_tokenizer
 from polyglot_llama.model.init import ModelInitConfig

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +26,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _checkout import use_checkout
+
+ROOT = use_checkout()
 
 from polyglot_llama.chat import encode_prompt  # noqa: E402
 from polyglot_llama.rlhf.generation import SamplingConfig, derive_seed, generate  # noqa: E402

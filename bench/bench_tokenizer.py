@@ -20,6 +20,10 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from _checkout import use_checkout
+
+use_checkout()
+
 from polyglot_llama.tokenizer.extend import TokenizerExtendConfig, run as extend
 from polyglot_llama.tokenizer.fertility import count_words
 from polyglot_llama.tokenizer.train import save_tokenizer_dir, train_llama_tokenizer

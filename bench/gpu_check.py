@@ -21,6 +21,10 @@ from pathlib import Path
 
 import torch
 
+from _checkout import use_checkout
+
+use_checkout()
+
 VOCAB = 32000
 NEW_ROWS = 1000  # the last 1000 ids play the tokens added by `model extend`
 

@@ -165,11 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, run, options = resolve_with_options(name, rest)
         output = fingerprint.output_of(cfg)
-        if output and options["overwrite"]:
+        # Under torchrun every rank runs this: the main process alone clears the shared output folder (another
+        # rank, checking the claim meanwhile, would find the previous run's fingerprint).
+        main_process = runlog.process_rank() == 0
+        if output and options["overwrite"] and main_process:
             fingerprint.clear_output(output)
         if output and os.path.exists(output) and not os.path.isdir(output):
             raise UserError(f"output {output} is a file, not a folder; choose another --output")
-        if output and os.path.isdir(output):  # before the stage touches it: never resume or reuse another run's output
+        claims = main_process or not options["overwrite"]
+        if output and os.path.isdir(output) and claims:  # before the stage touches it: never resume or reuse another run's output
             fingerprint.claim(to_dict(cfg), output, name)
         log_file = runlog.setup(name, output, options["verbose"])
         result = run(cfg)
@@ -191,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         runlog.close()
+    if not main_process:  # every rank returns the result; one summary line per run
+        return 2 if isinstance(result, dict) and result.get("failed") else 0
     print(json.dumps(result, ensure_ascii=False, default=str))
     if isinstance(result, dict) and result.get("failed"):  # eval: some (checkpoint, task) pairs have no result
         print(f"polyglot-llama {name}: error: {result['failed']} requested result(s) failed, first: "

@@ -1,19 +1,29 @@
 """Quiet console, complete log file: what the CLI sets up around a stage.
 
 The console gets the stage's progress bar, warnings and errors, and its one summary line. Everything else
-(our INFO lines, transformers' and datatrove's detail, Python warnings, the traceback of an unexpected
-error) goes to ``OUTPUT/<stage>.log``. ``--verbose`` brings the detail back to the console.
+(our INFO lines, transformers' and datatrove's detail, datasets' and transformers' own progress bars, Python
+warnings, the traceback of an unexpected error) goes to ``OUTPUT/<stage>.log``. ``--verbose`` brings the
+detail back to the console. Under torchrun / accelerate launch only the main process (RANK 0) writes that
+log and the summary; another rank logs to ``OUTPUT/<stage>.rank<N>.log`` and shows only its errors.
+
+Only the CLI calls `setup`; `close` puts every library setting it changed back, so a program that calls
+``cli.main`` keeps its own logging and progress-bar settings afterwards.
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import logging
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_UNDO: list[Callable[[], None]] = []  # how to put back each library setting the current run changed
 
 
 class _LazyFileHandler(logging.FileHandler):
@@ -25,9 +35,16 @@ class _LazyFileHandler(logging.FileHandler):
         return super()._open()
 
 
+def process_rank() -> int:
+    """This process's rank under torchrun / accelerate launch (both set RANK); 0 when run alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def log_file_for(stage: str, output: str | None) -> Path:
-    """``OUTPUT/<stage>.log``, or a file in the temp folder for stages without an output folder."""
-    name = f"{stage.replace(' ', '_')}.log"
+    """``OUTPUT/<stage>.log`` (``<stage>.rank<N>.log`` on rank N > 0), or a file in the temp folder for
+    stages without an output folder."""
+    rank = process_rank()
+    name = f"{stage.replace(' ', '_')}{f'.rank{rank}' if rank else ''}.log"
     if output:
         return Path(output) / name
     return Path(tempfile.gettempdir()) / f"polyglot-llama-{time.strftime('%Y%m%d-%H%M%S')}-{name}"
@@ -41,7 +58,8 @@ def setup(stage: str, output: str | None, verbose: bool) -> Path:
         root.removeHandler(handler)
     root.setLevel(logging.INFO)
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    # Another rank repeats the main process's warnings: its console shows errors only.
+    console.setLevel(logging.INFO if verbose else logging.WARNING if process_rank() == 0 else logging.ERROR)
     console.setFormatter(logging.Formatter(_FORMAT))
     to_file = _LazyFileHandler(log_file, encoding="utf-8", delay=True)
     to_file.setFormatter(logging.Formatter(_FORMAT))
@@ -53,26 +71,84 @@ def setup(stage: str, output: str | None, verbose: bool) -> Path:
         warnings_logger = logging.getLogger("py.warnings")
         warnings_logger.propagate = False
         warnings_logger.handlers = [to_file]
-    _route_transformers(stage, verbose)
+    _when_imported("transformers", lambda _: _route_transformers(verbose))
+    if not verbose:
+        _when_imported("datasets", _quiet_datasets)
     _route_datatrove(stage, log_file, verbose)
     return log_file
 
 
-def _route_transformers(stage: str, verbose: bool) -> None:
-    """transformers logs through its own stderr handler: send it to ours (file always, console if verbose)."""
-    if not (stage == "demo" or "torch" in sys.modules or "transformers" in sys.modules):
-        return  # a stage without models (corpus build): importing transformers would only cost a second
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``action(module)`` right after the first import of the top-level package ``name``: the stages
+    import transformers and datasets lazily, after `setup`, and importing them here would cost seconds."""
+
+    def __init__(self, name: str, action: Callable):
+        self.name, self.action = name, action
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # one shot: the regular finders locate the package
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def execute_then_act(module):
+                execute(module)
+                self.action(module)
+
+            spec.loader.exec_module = execute_then_act
+        return spec
+
+
+def _when_imported(name: str, action: Callable) -> None:
+    if name in sys.modules:
+        action(sys.modules[name])
+        return
+    hook = _AfterImport(name, action)
+    sys.meta_path.insert(0, hook)
+
+    def undo() -> None:
+        if hook in sys.meta_path:  # the run never imported the package
+            sys.meta_path.remove(hook)
+
+    _UNDO.append(undo)
+
+
+def _route_transformers(verbose: bool) -> None:
+    """transformers logs through its own stderr handler: send it to ours (file always, console if verbose).
+    Its progress bars ("Loading weights", checkpoint shards, and huggingface_hub's downloads) stay off the
+    console: the stage's own bar is the one that counts."""
+    import huggingface_hub.utils as hub_utils
     from transformers.utils import logging as hf_logging
 
+    hf_logging.get_verbosity()  # creates transformers' stderr handler now, so the snapshot below holds it
+    library = logging.getLogger("transformers")
+    level, handlers, propagate = library.level, list(library.handlers), library.propagate
+    bars_on, hub_bars_off = hf_logging.is_progress_bar_enabled(), hub_utils.are_progress_bars_disabled()
+
+    def undo() -> None:
+        library.setLevel(level)
+        library.handlers = handlers
+        library.propagate = propagate
+        if bars_on:
+            hf_logging.enable_progress_bar()  # also turns huggingface_hub's back on
+        if hub_bars_off:
+            hub_utils.disable_progress_bars()
+
+    _UNDO.append(undo)
     hf_logging.set_verbosity_info()
     hf_logging.disable_default_handler()
     hf_logging.enable_propagation()
     if not verbose:
-        hf_logging.disable_progress_bar()  # the "Loading weights" bar: the stage's own bar is the one that counts
-    if "datasets" in sys.modules and not verbose:
-        import datasets
+        hf_logging.disable_progress_bar()
 
+
+def _quiet_datasets(datasets) -> None:
+    """datasets' bars ("Map", "Filter", "Saving the dataset") are detail of the stage's data preparation."""
+    if not datasets.are_progress_bars_disabled():
         datasets.disable_progress_bars()
+        _UNDO.append(datasets.enable_progress_bars)
 
 
 _DATATROVE_ORIGINALS: dict = {}
@@ -122,6 +198,8 @@ def close() -> None:
         root.removeHandler(handler)
     logging.getLogger("py.warnings").propagate = True
     logging.getLogger("py.warnings").handlers = []
+    while _UNDO:
+        _UNDO.pop()()
     if _DATATROVE_ORIGINALS:
         import datatrove.executor.base as executor_base
         import datatrove.utils.logging as dt_logging
