@@ -102,6 +102,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
 
 def _when_imported(name: str, action: Callable) -> None:
+    """``action(module)`` now if ``name`` is imported already, else at its first import during this run."""
     if name in sys.modules:
         action(sys.modules[name])
         return
