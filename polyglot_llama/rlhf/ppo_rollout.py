@@ -22,6 +22,7 @@ from .generation import Generation, SamplingConfig, derive_seed, generate
 from .ppo_model import gather_logprobs, reference_logprobs
 from .prompts import Prompt
 from .rewards import RewardScorer, shape_rewards
+from .weight_sync import RolloutEngine
 
 
 @dataclass
@@ -76,17 +77,22 @@ def layout(generations: list[Generation], pad_id: int) -> tuple[torch.Tensor, to
 @torch.no_grad()
 def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Prompt], sampling: SamplingConfig,
             seeds: list[int], *, beta: float, gamma: float, lam: float, shaping: str, missing_eos_penalty: float,
-            micro_batch_size: int, runtime: Runtime) -> Rollout:
+            micro_batch_size: int, runtime: Runtime, engine: RolloutEngine | None = None) -> Rollout:
     """Sample, score and evaluate one global PPO batch (``prompts`` [B], the same list on every rank).
 
-    ``model`` is the (prepared) `PolicyWithValue`; ``reference`` the frozen π_0. This rank handles its share
-    of the rows; the returned `Rollout` holds all B rows in the global order on every rank.
+    ``model`` is the (prepared) `PolicyWithValue`; ``reference`` the frozen π_0 (placed by `Runtime.frozen`).
+    Answers come from ``engine`` (a vLLM engine kept current by `weight_sync.push_policy_weights`) when
+    given, else from the policy itself. This rank handles its share of the rows; the returned `Rollout`
+    holds all B rows in the global order on every rank.
     """
     mine = runtime.shard(len(prompts), "batch_size")
     local, local_seeds = prompts[mine], seeds[mine]
     start = time.perf_counter()
-    with runtime.unwrapped_for_generation(model) as unwrapped:
-        generations = generate(unwrapped.policy, tokenizer, [p.ids for p in local], sampling, local_seeds, progress=False)
+    if engine is not None:
+        generations = engine.generate([p.ids for p in local], sampling, local_seeds)
+    else:
+        with runtime.unwrapped_for_generation(model) as unwrapped:
+            generations = generate(unwrapped.policy, tokenizer, [p.ids for p in local], sampling, local_seeds, progress=False)
     rollout_s = time.perf_counter() - start
 
     start = time.perf_counter()

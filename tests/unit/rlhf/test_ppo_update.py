@@ -53,6 +53,11 @@ class Bigram(nn.Module):
     def get_output_embeddings(self):
         return self.head
 
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False, logits_to_keep=None):
+        """As a Hugging Face causal LM: ``logits_to_keep`` (1-D column indices) picks the LM head's columns."""
+        hidden = self.trunk(input_ids).last_hidden_state
+        return SimpleNamespace(logits=self.head(hidden[:, logits_to_keep]))
+
 
 def logp(policy, prev: int, token: int) -> float:
     logits = (policy.head.weight @ policy.trunk.emb.weight[prev] + policy.head.bias).detach()
