@@ -206,5 +206,5 @@ def test_off_policy_settings_are_refused():
         ppo_cfg(sampling=SamplingConfig(temperature=0.7, top_p=0.9))
     with pytest.raises(UserError, match="top_p"):
         ppo_cfg(sampling=SamplingConfig(repetition_penalty=1.2))
-    with pytest.raises(UserError, match="no weight sync"):
-        ppo_cfg(sampling=SamplingConfig(backend="vllm"))
+    with pytest.raises(UserError, match="key 'vllm_gpu_memory' is 1.5"):
+        ppo_cfg(vllm_gpu_memory=1.5)
