@@ -106,12 +106,15 @@ def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Pro
     old_logprobs, ref_lp, values = (torch.zeros(len(local), R) for _ in range(3))
     device = runtime.device
     model.eval()
+    reference_s = 0.0
     for lo in range(0, len(local), micro_batch_size):
         chunk = slice(lo, lo + micro_batch_size)
         ids, att = input_ids[chunk].to(device), attention[chunk].to(device)
         with runtime.autocast():
             logits, v = model(ids, att, P, R)
-            ref_lp[chunk] = reference_logprobs(reference, ids, att, P, R, T).cpu()
+            ref_start = time.perf_counter()
+            ref_lp[chunk] = reference_logprobs(reference, ids, att, P, R, T).cpu()  # .cpu() waits for the GPU
+            reference_s += time.perf_counter() - ref_start
         old_logprobs[chunk] = gather_logprobs(logits, ids[:, P:P + R], T).cpu()
         values[chunk] = v.float().cpu()
     lengths = mask.sum(dim=1).long().tolist()
@@ -120,7 +123,8 @@ def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Pro
     forward_s = time.perf_counter() - start
     rollout = assemble(rows, [p.lang for p in prompts], pad_id, beta=beta, gamma=gamma, lam=lam, shaping=shaping,
                        missing_eos_penalty=missing_eos_penalty)
-    rollout.timings.update(rollout_s=rollout_s, scoring_s=scoring_s, logprob_s=forward_s)
+    # logprob_s: the policy and critic passes (and the gather); reference_s: the frozen reference's passes
+    rollout.timings.update(rollout_s=rollout_s, scoring_s=scoring_s, reference_s=reference_s, logprob_s=forward_s - reference_s)
     return rollout
 
 
