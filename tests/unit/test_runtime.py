@@ -28,6 +28,12 @@ def test_shares_of_a_global_batch(monkeypatch):
     assert runtime.split(10) == slice(3, 6)
     with pytest.raises(UserError, match="key 'batch_size' is 10; with 3 processes it must be a multiple of 3"):
         runtime.shard(10, "batch_size")
+    # padded shares: every rank gets ⌈n / 3⌉ rows (the same forwards everywhere), and says how many are real
+    assert runtime.padded_share(list("abcdefg")) == (["c", "d", "d"], 2)
+    assert runtime.padded_share(list("ab")) == (["a"], 1)
+    monkeypatch.setattr(runtime, "rank", 0)
+    assert runtime.padded_share(list("ab")) == (["a"], 0)  # an empty share runs a copy of row 0, counted as nothing
+    assert runtime.padded_share([]) == ([], 0)
 
 
 def test_precision_rules_every_stage_reads():
