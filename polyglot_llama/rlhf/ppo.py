@@ -316,9 +316,11 @@ def _build(cfg: PPOConfig, runtime: Runtime):
 
 
 def rollout_engine(cfg: PPOConfig, tokenizer, runtime: Runtime) -> RolloutEngine | None:
-    """This rank's vLLM engine when the sampling backend resolves to vLLM, else None (sample from the policy)."""
-    if resolve_backend(cfg.sampling, cfg.model) != "vllm":
+    """This rank's vLLM engine with ``sampling.backend: vllm``, else None (sample from the policy itself).
+    ``auto`` stays on HF here: the weight push into a real vLLM engine has not been run (docs/rlhf.md)."""
+    if cfg.sampling.backend != "vllm":
         return None
+    resolve_backend(cfg.sampling, cfg.model)  # vLLM installed and a GPU visible, or a one-line error
     return VLLMEngine(cfg.model, tokenizer, gpu_memory_utilization=cfg.vllm_gpu_memory)
 
 

@@ -208,3 +208,13 @@ def test_off_policy_settings_are_refused():
         ppo_cfg(sampling=SamplingConfig(repetition_penalty=1.2))
     with pytest.raises(UserError, match="key 'vllm_gpu_memory' is 1.5"):
         ppo_cfg(vllm_gpu_memory=1.5)
+
+
+def test_only_an_explicit_vllm_backend_builds_an_engine():
+    from polyglot_llama.rlhf.generation import vllm_available
+    from polyglot_llama.rlhf.ppo import rollout_engine
+
+    assert rollout_engine(ppo_cfg(sampling=SamplingConfig(temperature=T, backend="auto")), None, None) is None
+    if not vllm_available():  # here: a one-line error, not a silent fall-back to HF
+        with pytest.raises(UserError, match="key 'backend' is 'vllm' but vLLM is not installed"):
+            rollout_engine(ppo_cfg(sampling=SamplingConfig(temperature=T, backend="vllm")), None, None)
