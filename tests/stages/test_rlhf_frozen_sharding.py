@@ -3,7 +3,8 @@
 `Runtime.frozen(model, "shard")` is what PPO and rejection sampling do with the reference and reward models
 (and rejection sampling's sampling policy) under FSDP. Each rank scores its half of a batch with the
 sharded models; gathered, the reference log-probs, reward-model scores and sampled answers must equal the
-unsharded 1-process values (1e-5), while each rank holds about half of each model's parameter bytes.
+unsharded 1-process values (1e-5), also when one rank's answers end steps before the other's (synced
+generation), while each rank holds about half of each model's parameter bytes.
 The same worker checks the two things the vLLM weight push relies on under FSDP2: every rank receives the
 full, unsharded policy weights (`Runtime.full_parameters`), and generation from the sharded trained policy
 (`Runtime.unwrapped_for_generation`) equals generation from the whole one.
@@ -45,8 +46,8 @@ def batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
 
 
 def prompts() -> list[Prompt]:
-    return [Prompt(f"p{i}", lang, [{"role": "user", "content": text}])
-            for i, (lang, text) in enumerate([("en", "Say hi"), ("ko", "인사해 주세요"), ("en", "Tell me more"), ("zh", "你好")])]
+    texts = [("en", "Say hi"), ("ko", "인사해 주세요"), ("en", "Tell me more"), ("zh", "你好")]
+    return [Prompt(f"p{i}", lang, [{"role": "user", "content": text}]) for i, (lang, text) in enumerate(texts)]
 
 
 def prompt_ids(tokenizer) -> list[list[int]]:
@@ -101,7 +102,28 @@ def worker(model_dir: str, rm_dir: str, out: Path) -> None:
     with runtime.unwrapped_for_generation(trained) as unwrapped:
         result["trained_answers"] = [g.completion_ids for g in generate(unwrapped.policy, tokenizer, prompt_ids(tokenizer)[mine],
                                                                         SAMPLING, seeds[mine], progress=False)]
+
+    # Ranks whose answers end at different steps: the first token of prompt 0's answer (rank 0's) is made the
+    # EOS, so rank 0 is done after one step while rank 1 decodes on; the sharded forwards must stay paired.
+    one = slice(runtime.rank, runtime.rank + 1)  # prompt r on rank r
+    ragged = generate(policy, ragged_tokenizer(model_dir), prompt_ids(tokenizer)[:2][one], SAMPLING, RAGGED_SEEDS[one],
+                      progress=False)
+    result["ragged_answers"] = [g.completion_ids for g in ragged]
     torch.save(result, out / f"rank{runtime.rank}.pt")
+
+
+RAGGED_SEEDS = [21, 22]
+
+
+def ragged_tokenizer(model_dir):
+    """The tokenizer with its EOS moved to the first token the whole model samples for prompt 0 (seed 21)."""
+    from polyglot_llama.model.checkpoint import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    first = generate(load_causal_lm(model_dir).eval(), tokenizer, prompt_ids(tokenizer)[:1], SAMPLING, RAGGED_SEEDS[:1],
+                     progress=False)[0].completion_ids[0]
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(first)
+    return tokenizer
 
 
 # ------------------------------------------------------------------------------------------------ test
@@ -141,9 +163,14 @@ def test_sharded_frozen_models_equal_one_process(multi_model_dir, tmp_path):
     assert len(set(expected_scores.tolist())) == ROWS  # four different scores: a row swap would show
 
     seeds = [11, 12, 13, 14]
-    expected_answers = [g.completion_ids for g in generate(model, tokenizer, prompt_ids(tokenizer), SAMPLING, seeds, progress=False)]
+    expected = generate(model, tokenizer, prompt_ids(tokenizer), SAMPLING, seeds, progress=False)
+    expected_answers = [g.completion_ids for g in expected]
     assert ranks[0]["frozen_answers"] + ranks[1]["frozen_answers"] == expected_answers
     assert ranks[0]["trained_answers"] + ranks[1]["trained_answers"] == expected_answers
+    ragged = [g.completion_ids for g in generate(model, ragged_tokenizer(multi_model_dir), prompt_ids(tokenizer)[:2], SAMPLING,
+                                                 RAGGED_SEEDS, progress=False)]
+    assert len(ragged[0]) == 1 and len(ragged[1]) > 1  # rank 0 finished after one step, rank 1 did not
+    assert ranks[0]["ragged_answers"] + ranks[1]["ragged_answers"] == ragged
 
     # Each rank holds about half of each frozen model (the two halves add up to the whole).
     whole = param_bytes(model)
