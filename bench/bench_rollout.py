@@ -4,10 +4,12 @@ Generated tokens/s on the same model and prompts for:
   1. a plain one-prompt-at-a-time `model.generate(do_sample=True)` loop (baseline),
   2. plain batched `model.generate(do_sample=True)` over the prompts in their given order,
   3. `polyglot_llama.rlhf.generation.generate` (length-sorted batches, per-prompt seeds),
-and one PPO iteration split into rollout (sampling), scoring, log-prob/value pass and update.
+and one PPO iteration split into rollout (sampling), reward scoring, the frozen reference's pass, the policy
+and critic log-prob/value pass, and the update.
 
     python bench/bench_rollout.py                       # a fresh 'small' model on the bundled sample text
     python bench/bench_rollout.py --model DIR --prompts 256 --batch-size 64 --max-new-tokens 128
+    python bench/bench_rollout.py --reward-model          # score with a reward model (a forward pass) instead
 
 Untrained models rarely emit EOS, so every answer runs to --max-new-tokens: the comparison is of decoding
 machinery at equal work. Ratios are against the baseline measured in the same run.
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default); on a shared CPU, 1 avoids OpenMP barrier stalls that hit batch-1 decoding hardest")
     parser.add_argument("--skip-single", action="store_true", help="skip the one-at-a-time baseline (slow for big runs)")
+    parser.add_argument("--reward-model", action="store_true",
+                        help="score the PPO step with a reward model built from the policy checkpoint (as large as the policy, as in Llama 2) instead of the programmatic target_script reward")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.threads:
@@ -136,12 +140,21 @@ def main() -> None:
     for name, (tokens, secs) in rows.items():
         print(f"{name:<26} {tokens:>8} {secs:>9.2f} {tokens / secs:>10.1f} "
               f"{(tokens / secs) / (baseline[0] / baseline[1]):>14.2f}x {(tokens / secs) / (batched[0] / batched[1]):>10.2f}x")
-    ppo_step_split(model_dir, prompts, sampling, runtime)
+    ppo_step_split(model_dir, prompts, sampling, runtime, workdir if args.reward_model else None)
 
 
-def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, runtime: Runtime) -> None:
+def build_reward_model_dir(model_dir: Path, workdir: Path) -> Path:
+    from polyglot_llama.model.checkpoint import save_checkpoint
+    from polyglot_llama.model.reward_model import build_reward_model
+
+    save_checkpoint(build_reward_model(model_dir, seed=1), workdir / "rm", tokenizer_dir=model_dir)
+    return workdir / "rm"
+
+
+def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, runtime: Runtime, rm_workdir: Path | None) -> None:
     """One PPO iteration (batch = all prompts, mini-batch = sampling.batch_size) timed by phase, with the
-    policy and critic prepared by accelerate and the reference frozen in the runtime's frozen dtype, as in `ppo`."""
+    policy and critic prepared by accelerate and the reference (and reward model) placed by `Runtime.frozen`,
+    as in `ppo`."""
     from polyglot_llama.rlhf.ppo import PPOConfig, update
     from polyglot_llama.rlhf.ppo_model import PolicyWithValue
     from polyglot_llama.rlhf.ppo_rollout import collect, rollout_seeds
@@ -150,15 +163,18 @@ def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, runtime: 
 
     device = runtime.device
     policy, tok = load_policy(str(model_dir), device=torch.device("cpu"))
-    reference, _ = load_policy(str(model_dir), device=device, dtype=runtime.frozen_dtype)
-    reference.eval().requires_grad_(False)
+    reference = runtime.frozen(load_policy(str(model_dir), device=torch.device("cpu"))[0])
     model = PolicyWithValue(policy)
     n = len(prompts) - len(prompts) % sampling.batch_size
     cfg = PPOConfig(model=str(model_dir), output="unused", prompts=["unused"], batch_size=n, reward=RewardConfig(kind="target_script"),
                     mini_batch_size=sampling.batch_size, micro_batch_size=sampling.batch_size)
     optimizer = torch.optim.AdamW(weight_decay_groups([p for p in model.parameters() if p.requires_grad], 0.1), lr=1e-6, betas=(0.9, 0.95))
     model, optimizer = runtime.prepare(model, optimizer)
-    scorer = RewardScorer(RewardConfig(kind="target_script"))
+    if rm_workdir is None:
+        scorer = RewardScorer(RewardConfig(kind="target_script"))
+    else:
+        rm = RewardConfig(helpfulness_model=str(build_reward_model_dir(model_dir, rm_workdir)), batch_size=sampling.batch_size)
+        scorer = RewardScorer(rm, tok, place=runtime.frozen)
     batch = prompts[:n]
     for step in range(2):  # step 0 warms up allocator and kernels
         sync(device)
@@ -166,8 +182,9 @@ def ppo_step_split(model_dir: Path, prompts, sampling: SamplingConfig, runtime: 
                           lam=0.95, shaping="logit_whiten", missing_eos_penalty=1.0, micro_batch_size=cfg.micro_batch_size,
                           runtime=runtime)
         _, update_s = timed(lambda: update(model, optimizer, rollout, cfg, step, runtime), device)
-    phases = {"rollout (sampling)": rollout.timings["rollout_s"], "scoring": rollout.timings["scoring_s"],
-              "log-probs + values": rollout.timings["logprob_s"], "update": update_s}
+    phases = {"rollout (sampling)": rollout.timings["rollout_s"], "reward scoring": rollout.timings["scoring_s"],
+              "reference log-probs": rollout.timings["reference_s"], "policy+critic pass": rollout.timings["logprob_s"],
+              "update": update_s}
     total = sum(phases.values())
     tokens = int(rollout.mask.sum())
     print(f"\nPPO step: {n} rollouts, {tokens} response tokens, mini-batch {cfg.mini_batch_size}: {total:.2f} s")

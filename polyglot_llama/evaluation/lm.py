@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..runtime import pick_device, weights_dtype
 
 
 @dataclass
@@ -27,20 +28,16 @@ class Runtime:
     """0 = the model's max_position_embeddings."""
 
     def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return pick_device(self.device)
 
     def device_map(self) -> str | None:
         """Spread a model over all visible GPUs when there are several (a 70B model fits no single GPU)."""
         return "auto" if self.device == "auto" and torch.cuda.device_count() > 1 else None
 
     def torch_dtype(self) -> torch.dtype:
-        if self.dtype == "auto":
-            # CPU bf16 is 25-40x slower on AVX2 machines; on GPUs bf16 is the Llama 2 release precision.
-            on_gpu = self.torch_device().type == "cuda"
-            return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        """'auto': the runtime's frozen dtype (bf16 on GPUs that support it, fp32 on CPUs, where bf16 is
+        25-40× slower on AVX2)."""
+        return weights_dtype(self.dtype, self.torch_device())
 
 
 class LanguageModel:

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..errors import UserError
+from ..runtime import input_device
 from .checkpoint import load_tokenizer, read_model_config
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def score(model, tokenizer, prompts: Sequence[str | Sequence[dict]], responses: 
         log.warning("score: %d of %d sequences exceed %d tokens; their prompts were cut from the left", truncated, len(encoded), limit)
     encoded = [ids[-limit:] for ids in encoded]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    device = next(_unwrapped(model).parameters()).device
+    device = input_device(_unwrapped(model))  # a CPU-offloaded RM keeps its weights on 'meta' between forwards
     scores = torch.empty(len(encoded), dtype=torch.float32)
     starts = range(0, len(order), batch_size)
     if progress:

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..runtime import input_device, is_sharded
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,10 @@ def neutral_generation_config(model):
 def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, progress: bool) -> list[Generation]:
     from transformers import GenerationConfig, LogitsProcessorList
 
-    device = next(model.parameters()).device
+    device = input_device(model)
+    # Weights split over ranks: every rank keeps decoding until all are done (a rank whose answers ended
+    # early would otherwise leave the others waiting in a collective forever).
+    synced = is_sharded(model)
     eos_id, pad_id = tokenizer.eos_token_id, _pad_id(tokenizer)
     config = GenerationConfig(
         do_sample=False, max_new_tokens=sampling.max_new_tokens, eos_token_id=eos_id, pad_token_id=pad_id,
@@ -184,7 +188,7 @@ def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, pro
         sampler = PerRowSampler([seeds[i] for i in rows], sampling.temperature, sampling.top_p, device)
         with neutral_generation_config(model):
             out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                 logits_processor=LogitsProcessorList([sampler]))
+                                 logits_processor=LogitsProcessorList([sampler]), synced_gpus=synced)
         for row, i in enumerate(rows):
             results[i] = _finish(tokenizer, prompts[i], out[row, ids.shape[1]:].tolist(), eos_id)
         bar.update(len(rows))
@@ -193,17 +197,41 @@ def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, pro
     return results  # type: ignore[return-value]
 
 
-def _generate_vllm(model_path: str, tokenizer, prompts, sampling: SamplingConfig, seeds) -> list[Generation]:
-    from vllm import LLM, SamplingParams
+class VLLMEngine:
+    """A vLLM engine on this process's GPU, created once from a model directory and kept across rollouts.
 
-    # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
-    llm = LLM(model=model_path, tokenizer=model_path, trust_remote_code=False, generation_config="vllm")
-    params = [SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
-                             repetition_penalty=sampling.repetition_penalty, max_tokens=sampling.max_new_tokens)
-              for seed in seeds]
-    outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params)
-    eos_id = tokenizer.eos_token_id
-    return [_finish(tokenizer, p, list(o.outputs[0].token_ids), eos_id) for p, o in zip(prompts, outputs)]
+    `load_weights` replaces its weights in place (the PPO policy after each update, as TRL's colocate mode
+    and OpenRLHF do): vLLM's ``LLM.apply_model`` hands the engine's model to a function that calls the
+    model's own ``load_weights(iterable of (name, tensor))``, then the prefix cache, whose KV blocks were
+    computed with the old weights, is dropped. The engine runs in this process
+    (VLLM_ENABLE_V1_MULTIPROCESSING=0), so the tensors are not serialised to a worker. Not run in this
+    project's tests (no GPU, no vLLM): see docs/rlhf.md.
+    """
+
+    def __init__(self, model_path: str, tokenizer, gpu_memory_utilization: float = 0.9):
+        import os
+
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        self.tokenizer = tokenizer
+        # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
+        self.llm = LLM(model=model_path, tokenizer=model_path, trust_remote_code=False, generation_config="vllm",
+                       gpu_memory_utilization=gpu_memory_utilization)
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingConfig, seeds: list[int]) -> list[Generation]:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
+                                 repetition_penalty=sampling.repetition_penalty, max_tokens=sampling.max_new_tokens)
+                  for seed in seeds]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        eos_id = self.tokenizer.eos_token_id
+        return [_finish(self.tokenizer, p, list(o.outputs[0].token_ids), eos_id) for p, o in zip(prompts, outputs)]
+
+    def load_weights(self, weights) -> None:
+        self.llm.apply_model(lambda model: model.load_weights(weights))
+        self.llm.reset_prefix_cache()
 
 
 def resolve_backend(sampling: SamplingConfig, model_path: str | None) -> str:
@@ -235,5 +263,5 @@ def generate(model, tokenizer, prompts: list[list[int]], sampling: SamplingConfi
     if any(len(p) == 0 for p in prompts):
         raise UserError("an encoded prompt is empty; every prompt needs at least one token")
     if resolve_backend(sampling, model_path) == "vllm":
-        return _generate_vllm(str(model_path), tokenizer, prompts, sampling, seeds)
+        return VLLMEngine(str(model_path), tokenizer).generate(prompts, sampling, seeds)
     return _generate_hf(model, tokenizer, prompts, sampling, seeds, progress)

@@ -7,8 +7,11 @@ mini-batch 64, β 0.01 (≤ 13B) / 0.005 (larger). Each step: rollout (sample B 
 
 Log-probs are those of the sampling distribution softmax(logits / T) for the behaviour, current and
 reference policies alike (settings that sample from anything else are refused). Policy and critic are
-prepared by accelerate (`polyglot_llama.runtime`); any number of processes takes the same steps as one
-(see `update` and `ppo_rollout.collect`).
+prepared by accelerate (`polyglot_llama.runtime`); the frozen reference and reward models are placed by
+`Runtime.frozen` (whole, sharded like the trained models, or offloaded to CPU memory: ``frozen_placement``);
+any number of processes takes the same steps as one (see `update` and `ppo_rollout.collect`). With the vLLM
+backend each rank samples from its own vLLM engine, which receives the policy's weights after every update
+(`weight_sync.push_policy_weights`).
 
 Held-out prompts are evaluated every ``eval_every`` steps (mean reward of seeded samples, per language);
 the best policy so far is saved to ``output/model`` and training stops after ``patience`` evaluations
@@ -23,6 +26,7 @@ import logging
 import random
 import time
 from contextlib import nullcontext
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -39,12 +43,13 @@ from ..model.checkpoint import save_checkpoint
 from ..train import checkpointing
 from ..train.loop import OptimConfig, weight_decay_groups
 from ..train.losses import entropy_from_logits, masked_mean, ppo_policy_loss, ppo_value_loss
-from .generation import SamplingConfig, derive_seed, generate
+from .generation import SamplingConfig, VLLMEngine, derive_seed, generate, resolve_backend
 from .ppo_model import PolicyWithValue, gather_logprobs, load_value_model
 from .ppo_rollout import Rollout, collect, rollout_seeds
 from .prompts import Prompt, by_language, encode_prompts, load_prompts, write_rejects
 from .rewards import RewardConfig, RewardScorer
 from .runtime import load_policy
+from .weight_sync import RolloutEngine, push_policy_weights
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,10 @@ class PPOConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1.0e-6))
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     """Autocast of the policy and critic: auto is bf16 on GPUs that support it, fp32 on CPU."""
+    frozen_placement: Literal["auto", "whole", "shard", "offload"] = "auto"
+    """Reference and reward models: whole on every GPU, shard (over the ranks: FSDP2 or a ZeRO-3 inference engine), offload (CPU memory, streamed to one GPU per layer); auto shards them when training is sharded (FSDP, ZeRO-3), else whole."""
+    vllm_gpu_memory: float = 0.3
+    """Share of each GPU the vLLM backend's engine may take (the policy, critic, optimizer and frozen models share the rest)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (large models)."""
     max_prompt_tokens: int = 1024
@@ -140,9 +149,8 @@ class PPOConfig:
         if not self.sampling.is_plain():
             raise UserError("keys 'sampling.top_p', 'repetition_penalty', 'no_repeat_ngram_size' must be off (1.0, 1.0, 0) "
                             "for PPO: its log-probs are those of softmax(logits / temperature) only")
-        if self.sampling.backend == "vllm":
-            raise UserError("key 'sampling.backend' is 'vllm', but PPO samples from the policy it is training and "
-                            "no weight sync to vLLM exists; use backend: hf (or auto)")
+        if not 0 < self.vllm_gpu_memory < 1:
+            raise UserError(f"key 'vllm_gpu_memory' is {self.vllm_gpu_memory}; it must be in (0, 1)")
         if self.missing_eos_penalty < 0:
             raise UserError(f"key 'missing_eos_penalty' is {self.missing_eos_penalty}; it must be ≥ 0 (0 = off)")
 
@@ -225,14 +233,19 @@ def update(model, optimizer, rollout: Rollout, cfg: PPOConfig, step: int, runtim
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, scorer, prompts: list[Prompt], cfg: PPOConfig, runtime: Runtime) -> dict:
-    """Mean reward of one seeded sample per held-out prompt, overall and per language (prompts split over ranks)."""
-    mine = prompts[runtime.rank::runtime.world]
+def evaluate(model, tokenizer, scorer, prompts: list[Prompt], cfg: PPOConfig, runtime: Runtime,
+             engine: RolloutEngine | None = None) -> dict:
+    """Mean reward of one seeded sample per held-out prompt, overall and per language (prompts split over
+    ranks, each share padded to the same length: sharded models need the same forwards on every rank)."""
+    mine, real = runtime.padded_share(prompts)
     seeds = [derive_seed(cfg.seed, "eval", p.id) for p in mine]
-    with runtime.unwrapped_for_generation(model) as unwrapped:
-        generations = generate(unwrapped.policy, tokenizer, [p.ids for p in mine], cfg.sampling, seeds, progress=False)
+    if engine is not None:
+        generations = engine.generate([p.ids for p in mine], cfg.sampling, seeds)
+    else:
+        with runtime.unwrapped_for_generation(model) as unwrapped:
+            generations = generate(unwrapped.policy, tokenizer, [p.ids for p in mine], cfg.sampling, seeds, progress=False)
     scores = scorer(mine, [g.text for g in generations], [g.finished for g in generations]).tolist() if mine else []
-    pairs = runtime.gather_rows(list(zip([p.lang for p in mine], scores)))
+    pairs = runtime.gather_rows(list(zip([p.lang for p in mine], scores))[:real])
     by_lang: dict[str, list[float]] = {}
     for lang, value in pairs:
         by_lang.setdefault(lang, []).append(value)
@@ -285,11 +298,11 @@ def _save_policy(model, runtime: Runtime, path: Path, tokenizer_dir: str) -> Non
 
 def _build(cfg: PPOConfig, runtime: Runtime):
     """(policy+critic, optimizer, frozen reference, tokenizer): trainables in fp32 for `prepare`, the
-    reference frozen in the runtime's frozen dtype on this rank's device."""
+    reference loaded on the CPU and placed by `Runtime.frozen` (whole, sharded or offloaded)."""
     policy, tokenizer = load_policy(cfg.model, cfg.tokenizer, torch.device("cpu"))
     with runtime.loading_frozen():
-        reference, _ = load_policy(cfg.reference or cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
-    reference.eval().requires_grad_(False)
+        reference, _ = load_policy(cfg.reference or cfg.model, cfg.tokenizer, torch.device("cpu"))
+    reference = runtime.frozen(reference, cfg.frozen_placement)
     critic = load_value_model(cfg.value_init or cfg.model) if cfg.value_model == "separate" else None
     if cfg.gradient_checkpointing:
         for m in (policy, critic):
@@ -300,6 +313,15 @@ def _build(cfg: PPOConfig, runtime: Runtime):
     optimizer = torch.optim.AdamW(weight_decay_groups(params, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                   betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
     return model, optimizer, reference, tokenizer
+
+
+def rollout_engine(cfg: PPOConfig, tokenizer, runtime: Runtime) -> RolloutEngine | None:
+    """This rank's vLLM engine with ``sampling.backend: vllm``, else None (sample from the policy itself).
+    ``auto`` stays on HF here: the weight push into a real vLLM engine has not been run (docs/rlhf.md)."""
+    if cfg.sampling.backend != "vllm":
+        return None
+    resolve_backend(cfg.sampling, cfg.model)  # vLLM installed and a GPU visible, or a one-line error
+    return VLLMEngine(cfg.model, tokenizer, gpu_memory_utilization=cfg.vllm_gpu_memory)
 
 
 def run(cfg: PPOConfig) -> dict:
@@ -320,7 +342,8 @@ def run(cfg: PPOConfig) -> dict:
     if runtime.is_main:
         write_rejects(rejects, output)
     with runtime.loading_frozen():
-        scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
+        scorer = RewardScorer(cfg.reward, tokenizer, place=partial(runtime.frozen, placement=cfg.frozen_placement))
+    engine = rollout_engine(cfg, tokenizer, runtime)
     beta = cfg.kl_beta if cfg.kl_beta is not None else default_beta(model.policy)
     tokenizer_dir = cfg.tokenizer or cfg.model
     history: list[dict] = []
@@ -336,10 +359,12 @@ def run(cfg: PPOConfig) -> dict:
         start_step, history = state["step"], state["history"]
     if latest is not None:
         log.info("ppo: resumed from %s (step %d)", latest, start_step)
+        if engine is not None:  # the engine read the starting checkpoint from disk
+            push_policy_weights(model, engine, runtime)
     best, best_step, since_best = _early_stop_state(history)
     eval_before = None
     if held and cfg.eval_every and start_step == 0:  # the starting policy's held-out reward: the baseline
-        eval_before = evaluate(model, tokenizer, scorer, held, cfg, runtime)
+        eval_before = evaluate(model, tokenizer, scorer, held, cfg, runtime, engine)
         if runtime.is_main:
             write_json(output / "eval_before.json", eval_before)
     elif (output / "eval_before.json").is_file():
@@ -355,12 +380,17 @@ def run(cfg: PPOConfig) -> dict:
         rollout = collect(model, reference, tokenizer, scorer, batch, cfg.sampling, rollout_seeds(cfg.seed, step, batch),
                           beta=beta, gamma=cfg.gamma, lam=cfg.lam, shaping=cfg.reward_shaping,
                           missing_eos_penalty=cfg.missing_eos_penalty, micro_batch_size=cfg.micro_batch_size,
-                          runtime=runtime)
+                          runtime=runtime, engine=engine)
         start = time.perf_counter()
         stats = update(model, optimizer, rollout, cfg, step, runtime)
-        record = _step_record(step + 1, rollout, stats, time.perf_counter() - start)
+        update_s = time.perf_counter() - start
+        if engine is not None:  # the next rollout must come from the policy just updated
+            start = time.perf_counter()
+            push_policy_weights(model, engine, runtime)
+            rollout.timings["weight_sync_s"] = time.perf_counter() - start
+        record = _step_record(step + 1, rollout, stats, update_s)
         if held and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            result = evaluate(model, tokenizer, scorer, held, cfg, runtime)
+            result = evaluate(model, tokenizer, scorer, held, cfg, runtime, engine)
             record["eval_reward"] = result["reward"]
             record.update({f"eval_reward/{lang}": v for lang, v in result["languages"].items()})
             if result["reward"] > best:

@@ -64,11 +64,15 @@ def load_value_model(path: str, dtype: torch.dtype | None = None) -> nn.Module:
 @torch.no_grad()
 def reference_logprobs(reference: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        prompt_width: int, response_len: int, temperature: float = 1.0) -> torch.Tensor:
-    """log π_0 of the response tokens under the frozen reference policy at the sampling temperature: [B, R] (fp32)."""
-    position_ids = position_ids_from_mask(attention_mask)
-    hidden = reference.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                     use_cache=False).last_hidden_state
-    logits = reference.get_output_embeddings()(hidden[:, prompt_width - 1:prompt_width - 1 + response_len])
+    """log π_0 of the response tokens under the frozen reference policy at the sampling temperature: [B, R] (fp32).
+
+    One call of the model itself (not of its submodules), so a sharded or offloaded reference gathers its
+    root weights (embeddings, LM head) the way it does for any forward; ``logits_to_keep`` limits the LM
+    head to the R columns P − 1 … P + R − 2 that predict the response."""
+    columns = torch.arange(prompt_width - 1, prompt_width - 1 + response_len, device=input_ids.device)
+    logits = reference(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+                       logits_to_keep=columns).logits
     return gather_logprobs(logits, input_ids[:, prompt_width:prompt_width + response_len], temperature)
 
 

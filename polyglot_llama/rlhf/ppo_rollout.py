@@ -22,6 +22,7 @@ from .generation import Generation, SamplingConfig, derive_seed, generate
 from .ppo_model import gather_logprobs, reference_logprobs
 from .prompts import Prompt
 from .rewards import RewardScorer, shape_rewards
+from .weight_sync import RolloutEngine
 
 
 @dataclass
@@ -76,17 +77,22 @@ def layout(generations: list[Generation], pad_id: int) -> tuple[torch.Tensor, to
 @torch.no_grad()
 def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Prompt], sampling: SamplingConfig,
             seeds: list[int], *, beta: float, gamma: float, lam: float, shaping: str, missing_eos_penalty: float,
-            micro_batch_size: int, runtime: Runtime) -> Rollout:
+            micro_batch_size: int, runtime: Runtime, engine: RolloutEngine | None = None) -> Rollout:
     """Sample, score and evaluate one global PPO batch (``prompts`` [B], the same list on every rank).
 
-    ``model`` is the (prepared) `PolicyWithValue`; ``reference`` the frozen π_0. This rank handles its share
-    of the rows; the returned `Rollout` holds all B rows in the global order on every rank.
+    ``model`` is the (prepared) `PolicyWithValue`; ``reference`` the frozen π_0 (placed by `Runtime.frozen`).
+    Answers come from ``engine`` (a vLLM engine kept current by `weight_sync.push_policy_weights`) when
+    given, else from the policy itself. This rank handles its share of the rows; the returned `Rollout`
+    holds all B rows in the global order on every rank.
     """
     mine = runtime.shard(len(prompts), "batch_size")
     local, local_seeds = prompts[mine], seeds[mine]
     start = time.perf_counter()
-    with runtime.unwrapped_for_generation(model) as unwrapped:
-        generations = generate(unwrapped.policy, tokenizer, [p.ids for p in local], sampling, local_seeds, progress=False)
+    if engine is not None:
+        generations = engine.generate([p.ids for p in local], sampling, local_seeds)
+    else:
+        with runtime.unwrapped_for_generation(model) as unwrapped:
+            generations = generate(unwrapped.policy, tokenizer, [p.ids for p in local], sampling, local_seeds, progress=False)
     rollout_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -100,12 +106,15 @@ def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Pro
     old_logprobs, ref_lp, values = (torch.zeros(len(local), R) for _ in range(3))
     device = runtime.device
     model.eval()
+    reference_s = 0.0
     for lo in range(0, len(local), micro_batch_size):
         chunk = slice(lo, lo + micro_batch_size)
         ids, att = input_ids[chunk].to(device), attention[chunk].to(device)
         with runtime.autocast():
             logits, v = model(ids, att, P, R)
-            ref_lp[chunk] = reference_logprobs(reference, ids, att, P, R, T).cpu()
+            ref_start = time.perf_counter()
+            ref_lp[chunk] = reference_logprobs(reference, ids, att, P, R, T).cpu()  # .cpu() waits for the GPU
+            reference_s += time.perf_counter() - ref_start
         old_logprobs[chunk] = gather_logprobs(logits, ids[:, P:P + R], T).cpu()
         values[chunk] = v.float().cpu()
     lengths = mask.sum(dim=1).long().tolist()
@@ -114,7 +123,8 @@ def collect(model, reference, tokenizer, scorer: RewardScorer, prompts: list[Pro
     forward_s = time.perf_counter() - start
     rollout = assemble(rows, [p.lang for p in prompts], pad_id, beta=beta, gamma=gamma, lam=lam, shaping=shaping,
                        missing_eos_penalty=missing_eos_penalty)
-    rollout.timings.update(rollout_s=rollout_s, scoring_s=scoring_s, logprob_s=forward_s)
+    # logprob_s: the policy and critic passes (and the gather); reference_s: the frozen reference's passes
+    rollout.timings.update(rollout_s=rollout_s, scoring_s=scoring_s, reference_s=reference_s, logprob_s=forward_s - reference_s)
     return rollout
 
 

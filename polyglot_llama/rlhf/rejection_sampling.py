@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -60,6 +62,8 @@ class RejectionSamplingConfig:
     """Round number: part of every sample's seed and of the report."""
     seed: int = 0
     """Base seed; each answer's seed derives from (seed, round, prompt id, sample index)."""
+    frozen_placement: Literal["auto", "whole", "shard", "offload"] = "auto"
+    """Sampling policy and reward models: whole on every GPU, shard (over the ranks), offload (CPU memory, streamed to one GPU per layer); auto shards them under an FSDP or ZeRO-3 launch, else whole."""
     finetune: bool = True
     """Fine-tune on the pool after sampling (false: only sample, score and report)."""
     sft: dict = field(default_factory=dict)
@@ -81,9 +85,10 @@ def _sample_and_score(cfg: RejectionSamplingConfig, model, tokenizer, scorer, pr
     """K answers per prompt and their rewards: (answers[i][k], rewards [N, K]).
 
     The N·K (prompt, k) jobs are split over the ranks; every answer's seed depends on (seed, round, prompt,
-    k) only, so the gathered result is the same for any number of processes."""
+    k) only, so the gathered result is the same for any number of processes. Each rank's share is padded to
+    the same length (sharded models need the same forwards on every rank) and the padding dropped."""
     K = cfg.samples_per_prompt
-    jobs = [(p, k) for p in prompts for k in range(K)][runtime.split(len(prompts) * K)]
+    jobs, real = runtime.padded_share([(p, k) for p in prompts for k in range(K)])
     seeds = [derive_seed(cfg.seed, cfg.round, p.id, k) for p, k in jobs]
     # vLLM reads the checkpoint from disk and takes one process per model: only a single process uses it.
     model_path = cfg.model if runtime.world == 1 else None
@@ -92,7 +97,7 @@ def _sample_and_score(cfg: RejectionSamplingConfig, model, tokenizer, scorer, pr
     texts = [g.text for g in generations]
     # a cut-off answer is scored as it stands: the RMs do not see a closing </s> it never produced
     rewards = scorer([p for p, _ in jobs], texts, [g.finished for g in generations]).tolist() if jobs else []
-    rows = runtime.gather_rows(list(zip(texts, rewards)))
+    rows = runtime.gather_rows(list(zip(texts, rewards))[:real])
     answers = [[text for text, _ in rows[i * K:(i + 1) * K]] for i in range(len(prompts))]
     return answers, torch.tensor([r for _, r in rows]).view(len(prompts), K)
 
@@ -162,9 +167,11 @@ def run(cfg: RejectionSamplingConfig) -> dict:
         output.mkdir(parents=True, exist_ok=True)
         write_resolved_config(cfg, output, "rejection-sampling")
     prompts, rejects = load_prompts(cfg.prompts, cfg.default_lang)
-    with runtime.loading_frozen():  # sampling and scoring only: every rank holds whole bf16 copies
-        model, tokenizer = load_policy(cfg.model, cfg.tokenizer, runtime.device, dtype=runtime.frozen_dtype)
-        scorer = RewardScorer(cfg.reward, tokenizer, device=runtime.device)
+    place = partial(runtime.frozen, placement=cfg.frozen_placement)
+    with runtime.loading_frozen():  # sampling and scoring only: no model here trains
+        model, tokenizer = load_policy(cfg.model, cfg.tokenizer, torch.device("cpu"))
+        model = place(model)
+        scorer = RewardScorer(cfg.reward, tokenizer, place=place)
     prompts = encode_prompts(prompts, tokenizer, cfg.max_prompt_tokens, rejects)
     if runtime.is_main:
         write_rejects(rejects, output)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
+from torch import nn
 
 from ..errors import UserError
 from ..runtime import frozen_dtype
@@ -82,7 +83,10 @@ def _same_vocabulary(a, b) -> bool:
 class RewardScorer:
     """``scorer(prompts, responses) -> Tensor[N]`` in [0, 1]; ``scorer.info`` says how it scores."""
 
-    def __init__(self, cfg: RewardConfig, policy_tokenizer=None, device: str | torch.device | None = None):
+    def __init__(self, cfg: RewardConfig, policy_tokenizer=None, device: str | torch.device | None = None,
+                 place: Callable[[nn.Module], nn.Module] | None = None):
+        """RMs go to ``device`` whole in the frozen dtype, or, with ``place`` (e.g. `Runtime.frozen`), are
+        loaded on the CPU and handed to it to be kept whole, sharded or offloaded."""
         self.cfg = cfg
         self.info: dict = {"kind": cfg.kind}
         self.models: dict[str, tuple] = {}
@@ -92,9 +96,12 @@ class RewardScorer:
             for name, path in (("helpfulness", cfg.helpfulness_model), ("safety", cfg.safety_model)):
                 if not path:
                     continue
-                # frozen: bf16 on GPUs that support it, fp32 elsewhere (the runtime's rule for every frozen model)
-                dtype = frozen_dtype(torch.device(device)) if device is not None else None
-                model, tokenizer = load_reward_model(path, dtype=dtype, device=device)
+                if place is not None:
+                    model, tokenizer = load_reward_model(path)
+                    model = place(model)
+                else:  # frozen: bf16 on GPUs that support it, fp32 elsewhere (the runtime's rule)
+                    dtype = frozen_dtype(torch.device(device)) if device is not None else None
+                    model, tokenizer = load_reward_model(path, dtype=dtype, device=device)
                 if policy_tokenizer is not None and not _same_vocabulary(tokenizer, policy_tokenizer):
                     if cfg.tokenizer_mismatch == "error":
                         raise UserError(f"{path}: the {name} RM's tokenizer differs from the policy's; use an RM trained "

@@ -25,7 +25,6 @@ import gc
 import json
 import logging
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -39,6 +38,7 @@ from ..errors import UserError
 from ..io import RejectCounter, write_json, write_jsonl
 from ..model.checkpoint import check_vocab_matches, load_causal_lm, load_tokenizer
 from ..model.reward_model import context_length
+from ..runtime import autocast_for
 from . import dpo_data
 from .dpo_metrics import preference_metrics, summarize_rewards, token_kl_to_reference, write_tensorboard
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, StepOutput, distributed_state, save_final, train
@@ -167,19 +167,6 @@ def dpo_step(model, batch: dict, *, loss: str, beta: float, label_smoothing: flo
         "chosen_logp": float(chosen.detach().mean()), "rejected_logp": float(rejected.detach().mean())})
 
 
-def _precision(loop: LoopConfig) -> str:
-    if loop.mixed_precision == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return loop.mixed_precision
-
-
-def _autocast(device: torch.device, precision: str):
-    """The loop's autocast (accelerate mixed precision) for passes outside it: fp32 weights, bf16/fp16 matmuls."""
-    if precision == "no":
-        return nullcontext
-    return partial(torch.autocast, device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 def reference_pass(cfg: DPOConfig, examples: list[dict], pad_id: int, cache: Path) -> None:
     """Attach ``ref_chosen``/``ref_rejected`` to every example: from the cache when it matches, else by one
     pass of the reference model (sharded over processes, gathered), written to the cache, then freed."""
@@ -193,7 +180,7 @@ def reference_pass(cfg: DPOConfig, examples: list[dict], pad_id: int, cache: Pat
         model = load_causal_lm(reference).to(state.device).eval()
         mine = list(range(state.process_index, len(examples), state.num_processes))
         chosen, rejected = dpo_data.answer_logprobs(model, [examples[i] for i in mine], pad_id, cfg.eval_batch_size,
-                                                    _autocast(state.device, _precision(cfg.loop)),
+                                                    autocast_for(state.device, cfg.loop.mixed_precision),
                                                     progress="reference pass" if state.is_main_process else "")
         del model
         gc.collect()
@@ -265,7 +252,7 @@ def run(cfg: DPOConfig) -> dict:
     step = partial(dpo_step, loss=cfg.loss, beta=cfg.beta, label_smoothing=cfg.label_smoothing, tau=cfg.tau,
                    offset_scale=cfg.offset_scale)
     device = distributed_state().device
-    autocast = _autocast(device, _precision(cfg.loop))
+    autocast = autocast_for(device, cfg.loop.mixed_precision)  # the loop's autocast, for passes outside it
     if cfg.reference in ("", cfg.model):
         # The policy starts as the reference: every implicit reward is exactly 0 (a second forward would
         # only add round-off, which decides the sign of a zero margin and so the accuracy).

@@ -30,6 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..runtime import canonical_name as _canonical_name
+from ..runtime import resolve_precision, use_cpu
 from . import checkpointing
 from .losses import count_lm_targets
 from .throughput import ThroughputMeter
@@ -159,18 +161,15 @@ def distributed_state():
     CPU machine believe it is the only (main) process.
     """
     from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
 
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    return PartialState(cpu=use_cpu())
 
 
 def _make_accelerator(loop: LoopConfig, output_dir: Path, grad_accum: int):
     from accelerate import Accelerator
     from accelerate.utils import parse_flag_from_env
 
-    precision = loop.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    precision = resolve_precision(loop.mixed_precision)
     # The loop accumulates itself; only DeepSpeed's engine must know the count (its "auto" resolves to it).
     # Elsewhere accelerate would divide every loss by it a second time.
     accumulate = grad_accum if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED") else 1
@@ -250,13 +249,6 @@ def resolve_grad_accum(global_batch_size: int, micro_batch_size: int, world_size
         raise UserError(f"key '{key}' is {global_batch_size}, not a multiple of loop.micro_batch_size × processes "
                         f"= {micro_batch_size} × {world_size}; change one of them")
     return global_batch_size // per_step
-
-
-def _canonical_name(name: str) -> str:
-    """A parameter's name without the wrappers' infixes (DDP's module., activation checkpointing, compile)."""
-    for infix in ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module."):
-        name = name.replace(infix, "")
-    return name[len("module."):] if name.startswith("module.") else name
 
 
 def _named_trainable(model, params: list[torch.nn.Parameter] | None) -> list[str]:

@@ -53,6 +53,11 @@ class Bigram(nn.Module):
     def get_output_embeddings(self):
         return self.head
 
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False, logits_to_keep=None):
+        """As a Hugging Face causal LM: ``logits_to_keep`` (1-D column indices) picks the LM head's columns."""
+        hidden = self.trunk(input_ids).last_hidden_state
+        return SimpleNamespace(logits=self.head(hidden[:, logits_to_keep]))
+
 
 def logp(policy, prev: int, token: int) -> float:
     logits = (policy.head.weight @ policy.trunk.emb.weight[prev] + policy.head.bias).detach()
@@ -201,5 +206,15 @@ def test_off_policy_settings_are_refused():
         ppo_cfg(sampling=SamplingConfig(temperature=0.7, top_p=0.9))
     with pytest.raises(UserError, match="top_p"):
         ppo_cfg(sampling=SamplingConfig(repetition_penalty=1.2))
-    with pytest.raises(UserError, match="no weight sync"):
-        ppo_cfg(sampling=SamplingConfig(backend="vllm"))
+    with pytest.raises(UserError, match="key 'vllm_gpu_memory' is 1.5"):
+        ppo_cfg(vllm_gpu_memory=1.5)
+
+
+def test_only_an_explicit_vllm_backend_builds_an_engine():
+    from polyglot_llama.rlhf.generation import vllm_available
+    from polyglot_llama.rlhf.ppo import rollout_engine
+
+    assert rollout_engine(ppo_cfg(sampling=SamplingConfig(temperature=T, backend="auto")), None, None) is None
+    if not vllm_available():  # here: a one-line error, not a silent fall-back to HF
+        with pytest.raises(UserError, match="key 'backend' is 'vllm' but vLLM is not installed"):
+            rollout_engine(ppo_cfg(sampling=SamplingConfig(temperature=T, backend="vllm")), None, None)
