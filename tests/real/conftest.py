@@ -10,12 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from real_checkpoints import checkpoint_dir
 from real_walk import run_sft, run_walk
-
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "polyglot_llama" / "resources" / "sample_text"
-KO_TRAIN = SAMPLE_DIR / "ko.jsonl"
 
 
 @pytest.fixture(scope="session")

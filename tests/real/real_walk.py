@@ -40,9 +40,12 @@ def run_walk(smollm2_dir: Path, work: Path) -> dict:
     and 2 all-weights steps of 16 x 32 tokens. Validation: the first 4 batches (16 rows of 32 tokens) of the
     held-out Korean; a checkpoint only at the end of each stage (three 539 MB files in all)."""
     from polyglot_llama.config import load_config
-    from polyglot_llama.corpus.mix import MixConfig, run as mix
-    from polyglot_llama.model.extend import ModelExtendConfig, run as extend_model
-    from polyglot_llama.tokenizer.extend import TokenizerExtendConfig, run as extend_tokenizer
+    from polyglot_llama.corpus.mix import MixConfig
+    from polyglot_llama.corpus.mix import run as mix
+    from polyglot_llama.model.extend import ModelExtendConfig
+    from polyglot_llama.model.extend import run as extend_model
+    from polyglot_llama.tokenizer.extend import TokenizerExtendConfig
+    from polyglot_llama.tokenizer.extend import run as extend_tokenizer
     from polyglot_llama.train import pretrain
 
     ko, en = sample_records("ko"), sample_records("en")

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from real_walk import SMOLLM_SYSTEM
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from polyglot_llama.evaluation.lm import LanguageModel
-from polyglot_llama.evaluation.suite import EvalConfig, run as run_eval
+from polyglot_llama.evaluation.suite import EvalConfig
+from polyglot_llama.evaluation.suite import run as run_eval
 from polyglot_llama.rlhf import generation
-from real_walk import SMOLLM_SYSTEM
 
 EVAL_DATA = Path(__file__).resolve().parents[2] / "eval" / "data"
 LANGS = ["ko", "en"]

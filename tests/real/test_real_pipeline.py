@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
+from real_walk import HELD_OUT_CHARS
 from safetensors import safe_open
 from tokenizers import Tokenizer
 
-from real_walk import HELD_OUT_CHARS
 from polyglot_llama.model.bits_per_byte import bits_per_byte
 from polyglot_llama.model.checkpoint import load_causal_lm
 

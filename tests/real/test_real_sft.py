@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 
+from real_walk import CONVERSATIONS, SMOLLM_SYSTEM
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
 from polyglot_llama.model.checkpoint import load_causal_lm
-from real_walk import CONVERSATIONS, SMOLLM_SYSTEM
 
 IM_START, IM_END = 1, 2  # SmolLM2's <|im_start|> and <|im_end|>
 ASSISTANT_HEADER = [IM_START, 520, 9531, 198]  # "<|im_start|>" "ass" "istant" "\n"
