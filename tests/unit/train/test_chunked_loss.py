@@ -48,3 +48,22 @@ def test_model_step_equals_full_logits_loss_and_gradients(en_model_dir):
     assert abs(float(out.loss) - float(ref)) < 1e-5
     for name, p in model.named_parameters():
         assert torch.allclose(got[name], p.grad, atol=1e-6, rtol=1e-4), name
+
+
+def test_linear_cross_entropy_prepares_no_gradients_under_no_grad(monkeypatch):
+    """Validation runs trainable weights under torch.no_grad(): the loss alone, no softmax gradient blocks
+    (on SmolLM2 a 49,460 x 576 fp32 buffer and a [c, V] softmax per batch)."""
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([3, IGNORE_INDEX, 0, 10, 10, IGNORE_INDEX, 4])
+    softmax_blocks = []
+    exp_ = torch.Tensor.exp_
+    monkeypatch.setattr(torch.Tensor, "exp_", lambda self: softmax_blocks.append(tuple(self.shape)) or exp_(self))
+    with torch.no_grad():
+        got = linear_cross_entropy(hidden, weight, targets, chunk_size=3)
+    assert softmax_blocks == []
+    ref = F.cross_entropy(hidden @ weight.T, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    assert abs(float(got) - float(ref)) < 1e-5  # summed in fp32
+    linear_cross_entropy(hidden, weight, targets, chunk_size=3)  # with gradients: one softmax per chunk
+    assert softmax_blocks == [(3, 11), (3, 11), (1, 11)]
