@@ -26,7 +26,9 @@ def end_stage() -> None:
     bar = _stage["bar"]
     if bar is not None:
         if _stage["ended_at"] is not None:  # the frame shows the phase's own time, not the saving after it
-            bar.start_t += time.time() - _stage["ended_at"]
+            idle = time.time() - _stage["ended_at"]
+            bar.start_t += idle
+            bar.last_print_t += idle  # else close() takes the bar as never shown: no final frame, no newline
         bar.close()
     _stage.update(active=False, bar=None, ended_at=None)
 

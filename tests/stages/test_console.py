@@ -230,6 +230,18 @@ def test_phases_of_a_stage_share_one_bar(stage, en_model_dir, en_tokenizer_dir, 
     fill = {"{model}": str(en_model_dir), "{tokenizer}": str(en_tokenizer_dir), "{dir}": str(tmp_path)}
     out, err = _run_in_process(capsys, *stage.split(), *(re.sub(r"\{\w+\}", lambda m: fill.get(m[0], m[0]), a) for a in args),
                                "--output", str(output))
-    assert bar_lines(err) == [phases]
+    assert bar_lines(err) == [phases] and err.endswith("\n")  # the bar's line ends before the shell prompt
     assert console(err)[1] == []
     assert len(out.splitlines()) == 1 and json.loads(out)  # one summary line
+
+
+def test_an_error_after_a_phase_gets_its_own_line(en_model_dir, tmp_path, capsys):
+    # Generation runs, then fine-tuning refuses a seq_len beyond the model's 512 positions: the bar's line ends
+    # before the one-line error, so the error starts a line of its own.
+    args, _ = PHASED_STAGES["rejection-sampling"]
+    argv = [a.replace("{model}", str(en_model_dir)).replace("{dir}", str(tmp_path)) for a in args]
+    _prompts(tmp_path / "prompts.jsonl")
+    assert main(["rejection-sampling", *argv, "--set", "sft.data.seq_len=4096", "--output", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.split("\n")
+    assert lines[-1] == "" and lines[-2].startswith("polyglot-llama rejection-sampling: error: key 'data.seq_len' is 4096")
+    assert bar_lines("\n".join(lines[:-2])) == [["generate"]]
