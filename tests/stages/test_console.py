@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from polyglot_llama.cli import main
 from polyglot_test_utils import language_match_pairs, sample_records, sample_texts, write_jsonl
+from polyglot_llama.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "polyglot_llama" / "resources" / "sample_text"
@@ -205,8 +205,8 @@ tasks:
 
 PHASED_STAGES = {
     # stage: (argv after the stage name, {model} {tokenizer} {dir} filled in; the phases on the one bar line)
-    "corpus mix": (["--tokenizer", "{tokenizer}", "--set", f"sources=[{{name: en, lang: en, paths: ['{SAMPLE}/en.jsonl']}}, "
-                    f"{{name: ko, lang: ko, paths: ['{SAMPLE}/ko.jsonl']}}]"],
+    "corpus mix": (["--tokenizer", "{tokenizer}", "--set", (f"sources=[{{name: en, lang: en, paths: ['{SAMPLE}/en.jsonl']}}, "
+                                                           f"{{name: ko, lang: ko, paths: ['{SAMPLE}/ko.jsonl']}}]")],
                    ["count en", "count ko", "write en", "write ko"]),
     "dpo": (["--model", "{model}", "--data.train", "{dir}/pairs.jsonl", "--loop.max-steps", "2", "--loop.micro-batch-size", "4"],
             ["reference pass", "train"]),
