@@ -2,10 +2,11 @@
 
 The console gets the stage's one progress bar (its phases take turns on it: `progress`), warnings and errors,
 and its one summary line. Everything else (our INFO lines, transformers' and datatrove's detail, datatrove's
-warnings, datasets', transformers' and datatrove's own progress bars, Python warnings, the traceback of an
-unexpected error) goes to ``OUTPUT/<stage>.log``. ``--verbose`` brings the
-detail back to the console. Under torchrun / accelerate launch only the main process (RANK 0) writes that
-log and the summary; another rank logs to ``OUTPUT/<stage>.rank<N>.log`` and shows only its errors.
+warnings, transformers' reports of unused checkpoint weights, datasets', transformers' and datatrove's own
+progress bars, Python warnings, the traceback of an unexpected error) goes to ``OUTPUT/<stage>.log``.
+``--verbose`` brings the detail back to the console. Under torchrun / accelerate launch only the main process
+(RANK 0) writes that log and the summary; another rank logs to ``OUTPUT/<stage>.rank<N>.log`` and shows only
+its errors.
 
 Only the CLI calls `setup`; `close` puts every library setting it changed back, so a program that calls
 ``cli.main`` keeps its own logging and progress-bar settings afterwards.
