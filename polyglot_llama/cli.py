@@ -18,7 +18,7 @@ import traceback
 import typing
 from typing import NamedTuple
 
-from . import fingerprint, runlog
+from . import fingerprint, progress, runlog
 from .config import _unwrap_optional, field_docs, load_config, parse_override, to_dict
 from .errors import UserError
 
@@ -176,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         if output and os.path.isdir(output) and claims:  # before the stage touches it: never resume or reuse another run's output
             fingerprint.claim(to_dict(cfg), output, name)
         log_file = runlog.setup(name, output, options["verbose"])
-        result = run(cfg)
+        try:
+            result = run(cfg)
+        finally:
+            progress.end_stage()  # the bar's line ends here, before an error line
     except UserError as e:
         print(f"polyglot-llama {name}: error: {e}", file=sys.stderr)
         return 2

@@ -1,10 +1,12 @@
 """Quiet console, complete log file: what the CLI sets up around a stage.
 
-The console gets the stage's progress bar, warnings and errors, and its one summary line. Everything else
-(our INFO lines, transformers' and datatrove's detail, datasets' and transformers' own progress bars, Python
-warnings, the traceback of an unexpected error) goes to ``OUTPUT/<stage>.log``. ``--verbose`` brings the
-detail back to the console. Under torchrun / accelerate launch only the main process (RANK 0) writes that
-log and the summary; another rank logs to ``OUTPUT/<stage>.rank<N>.log`` and shows only its errors.
+The console gets the stage's one progress bar (its phases take turns on it: `progress`), warnings and errors,
+and its one summary line. Everything else (our INFO lines, transformers' and datatrove's detail, datatrove's
+warnings, transformers' reports of unused checkpoint weights, datasets', transformers' and datatrove's own
+progress bars, Python warnings, the traceback of an unexpected error) goes to ``OUTPUT/<stage>.log``.
+``--verbose`` brings the detail back to the console. Under torchrun / accelerate launch only the main process
+(RANK 0) writes that log and the summary; another rank logs to ``OUTPUT/<stage>.rank<N>.log`` and shows only
+its errors.
 
 Only the CLI calls `setup`; `close` puts every library setting it changed back, so a program that calls
 ``cli.main`` keeps its own logging and progress-bar settings afterwards.
@@ -21,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from . import progress
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _UNDO: list[Callable[[], None]] = []  # how to put back each library setting the current run changed
@@ -61,6 +65,8 @@ def setup(stage: str, output: str | None, verbose: bool) -> Path:
     # Another rank repeats the main process's warnings: its console shows errors only.
     console.setLevel(logging.INFO if verbose else logging.WARNING if process_rank() == 0 else logging.ERROR)
     console.setFormatter(logging.Formatter(_FORMAT))
+    if not verbose:
+        console.addFilter(_unused_weights_report_to_file_only)
     to_file = _LazyFileHandler(log_file, encoding="utf-8", delay=True)
     to_file.setFormatter(logging.Formatter(_FORMAT))
     root.addHandler(console)
@@ -75,7 +81,19 @@ def setup(stage: str, output: str | None, verbose: bool) -> Path:
     if not verbose:
         _when_imported("datasets", _quiet_datasets)
     _route_datatrove(stage, log_file, verbose)
+    progress.start_stage()
     return log_file
+
+
+def _unused_weights_report_to_file_only(record: logging.LogRecord) -> bool:
+    """transformers' multi-line "LlamaModel LOAD REPORT" that lists only UNEXPECTED keys (checkpoint weights
+    the model does not use: the LM head when PPO's critic loads the trunk of a causal-LM checkpoint) is
+    detail, kept in the log file. A report of MISSING (randomly initialised), MISMATCH or CONVERSION keys
+    stays on the console."""
+    if not record.name.startswith("transformers") or record.levelno >= logging.ERROR:
+        return True
+    message = record.getMessage()
+    return "LOAD REPORT" not in message or any(word in message for word in ("MISSING", "MISMATCH", "CONVERSION"))
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -156,16 +174,18 @@ _DATATROVE_ORIGINALS: dict = {}
 
 
 def _route_datatrove(stage: str, log_file: Path, verbose: bool) -> None:
-    """datatrove logs through loguru and re-adds an INFO stderr sink for every task; keep its stderr sink at
-    WARNING (INFO with --verbose) and copy everything to the run's log file. Its per-task logs stay in the
-    pipeline's own logging folder."""
+    """datatrove logs through loguru and re-adds an INFO stderr sink for every task: its stderr sink shows
+    errors only (INFO with --verbose) and everything goes to the run's log file, its warnings too (e.g. "No
+    .remove file for rank=0", which only means no near-duplicates). Its per-task logs stay in the pipeline's
+    own logging folder. Its tqdm bars ("Initializing pq...", "Reading dup files", unnamed dedup bars) stay off
+    the console: the corpus reader's "documents read" bar is the stage's one bar."""
     if "datatrove" not in sys.modules and stage != "demo":  # the demo imports corpus build only later
         return
     import datatrove.executor.base as executor_base
     import datatrove.utils.logging as dt_logging
     from loguru import logger
 
-    level = "INFO" if verbose else "WARNING"
+    level = "INFO" if verbose else "ERROR"
     _DATATROVE_ORIGINALS.setdefault("setup_default_logger", dt_logging.setup_default_logger)
     _DATATROVE_ORIGINALS.setdefault("add_task_logger", executor_base.add_task_logger)
 
@@ -181,18 +201,37 @@ def _route_datatrove(stage: str, log_file: Path, verbose: bool) -> None:
         logger.add(logfile, level="DEBUG", colorize=False)
         logger.add(sys.stderr, level=level if local_rank == 0 else "ERROR", colorize=False)
         logger.add(str(log_file), level="DEBUG", colorize=False, delay=True)
+        if not verbose:
+            _quiet_datatrove_bars()  # modules the pipeline imported after setup
         logger.info(f"Launching pipeline for {rank=}")
         return logfile
 
     dt_logging.setup_default_logger = default_sinks
+    if not verbose:
+        _quiet_datatrove_bars()
     for module in (executor_base, sys.modules.get("datatrove.executor.jobs")):
         if module is not None and hasattr(module, "add_task_logger"):
             module.add_task_logger = add_task_logger
     default_sinks()
 
 
+def _quiet_datatrove_bars() -> None:
+    """Swap the ``tqdm`` that datatrove's modules imported (``from tqdm import tqdm``) for a disabled one."""
+    from tqdm import tqdm
+
+    class QuietBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("datatrove.") and getattr(module, "tqdm", None) is tqdm:
+            module.tqdm = QuietBar
+            _UNDO.append(lambda module=module: setattr(module, "tqdm", tqdm))
+
+
 def close() -> None:
-    """Flush and detach the log file (tests call `main` many times in one process)."""
+    """Close the stage's bar, flush and detach the log file (tests call `main` many times in one process)."""
+    progress.end_stage()
     root = logging.getLogger()
     for handler in list(root.handlers):
         handler.close()

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, cache_key, expand_inputs, iter_records, write_json, write_jsonl, write_text
 from ..languages import normalize_language
+from ..progress import phase
 from . import sampling
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def count_tokens(source: SourceConfig, tokenizer, cfg: MixConfig, rejects: Rejec
         tokens.extend(len(e.ids) if text.strip() else 0 for text, e in zip(batch, encode(batch, add_special_tokens=False)))
         batch.clear()
 
-    for record in tqdm(iter_records(files, local, text_field=cfg.text_field), desc=f"count {source.name}", unit="doc"):
+    for record in phase(iter_records(files, local, text_field=cfg.text_field), desc=f"count {source.name}", unit="doc"):
         batch.append(record[cfg.text_field])
         sizes.append(_cluster_size(record, cfg.cluster_size_field))
         if len(batch) >= cfg.batch_size:
@@ -310,7 +310,7 @@ def _scatter(cfg: MixConfig, copies: dict[str, np.ndarray], counts: dict[str, So
             wanted = iter(np.flatnonzero(c).tolist())
             next_doc = next(wanted, None)
             records = iter_records(counts[source.name].files, RejectCounter(), text_field=cfg.text_field)
-            for index, record in enumerate(tqdm(records, desc=f"write {source.name}", unit="doc", total=len(c))):
+            for index, record in enumerate(phase(records, desc=f"write {source.name}", unit="doc", total=len(c))):
                 if next_doc is None:
                     break
                 if index != next_doc:

@@ -11,9 +11,9 @@ import inspect
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..progress import phase
 from ..runtime import pick_device, weights_dtype
 
 
@@ -89,7 +89,7 @@ class LanguageModel:
         order = sorted(range(len(requests)), key=lambda i: -(len(requests[i][0]) + len(requests[i][1])))
         pad_id = self.pad_id
         batch_size = self.runtime.batch_size
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        for start in phase(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
             rows = order[start:start + batch_size]
             seqs, n_cont = [], []
             for i in rows:
@@ -140,7 +140,7 @@ class LanguageModel:
                 out[i] = [next(scores) for _ in items[i][1]]
         shared.sort(key=lambda i: -len(items[i][0]))  # similar prefix lengths share a batch: less padding
         batch_size = self.runtime.batch_size
-        for start in tqdm(range(0, len(shared), batch_size), desc=desc, unit="batch", leave=False):
+        for start in phase(range(0, len(shared), batch_size), desc=desc, unit="batch", leave=False):
             group = shared[start:start + batch_size]
             for i, scores in zip(group, self._shared_prefix_scores([items[i] for i in group])):
                 out[i] = scores

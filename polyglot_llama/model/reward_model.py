@@ -225,9 +225,9 @@ def score(model, tokenizer, prompts: Sequence[str | Sequence[dict]], responses: 
     scores = torch.empty(len(encoded), dtype=torch.float32)
     starts = range(0, len(order), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import phase
 
-        starts = tqdm(starts, desc="score", unit="batch")
+        starts = phase(starts, desc="score", unit="batch")
     for start in starts:
         rows = order[start:start + batch_size]
         input_ids, attention_mask = pad_sequences([encoded[i] for i in rows], tokenizer.pad_token_id)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..progress import phase
 from ..runtime import input_device, is_sharded
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def _generate_hf(model, tokenizer, prompts, sampling: SamplingConfig, seeds, pro
     model.eval()
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
     results: list[Generation | None] = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
+    bar = phase(total=len(prompts), desc="generate", unit="prompt", disable=not progress, leave=False)
     for start in range(0, len(order), sampling.batch_size):
         rows = order[start:start + sampling.batch_size]
         ids, mask = _left_pad([prompts[i] for i in rows], pad_id, device)

@@ -33,13 +33,13 @@ from typing import Literal
 
 import torch
 from accelerate.utils import DistributedType
-from tqdm.auto import tqdm
 
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
 from ..runtime import Runtime
 from ..io import read_json, write_json, write_jsonl
 from ..model.checkpoint import save_checkpoint
+from ..progress import phase
 from ..train import checkpointing
 from ..train.loop import OptimConfig, weight_decay_groups
 from ..train.losses import entropy_from_logits, masked_mean, ppo_policy_loss, ppo_value_loss
@@ -370,7 +370,7 @@ def run(cfg: PPOConfig) -> dict:
     elif (output / "eval_before.json").is_file():
         eval_before = read_json(output / "eval_before.json")
     stopped_early = since_best >= cfg.patience > 0
-    bar = tqdm(range(start_step, cfg.steps), desc="ppo", unit="step", initial=start_step, total=cfg.steps,
+    bar = phase(range(start_step, cfg.steps), desc="ppo", unit="step", initial=start_step, total=cfg.steps,
                disable=not runtime.is_main)
     step = start_step
     for step in bar:

@@ -107,12 +107,12 @@ def answer_logprobs(model, examples: list[dict], pad_id: int, batch_size: int, a
 
     Batches are formed in length order to waste little compute on padding; ``progress`` names a progress bar.
     """
-    from tqdm.auto import tqdm
+    from ..progress import phase
 
     device = next(model.parameters()).device
     chosen, rejected = [0.0] * len(examples), [0.0] * len(examples)
     order = sorted(range(len(examples)), key=lambda i: _length(examples[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc=progress, disable=not progress, unit="batch"):
+    for start in phase(range(0, len(order), batch_size), desc=progress, disable=not progress, unit="batch"):
         index = order[start:start + batch_size]
         batch = collate([[examples[i] for i in index]], pad_id)
         with autocast():

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..progress import phase
 from ..runtime import canonical_name as _canonical_name
 from ..runtime import resolve_precision, use_cpu
 from . import checkpointing
@@ -340,7 +340,7 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         _log_eval(accelerator, eval_before, 0)
     meter = ThroughputMeter(accelerator.unwrap_model(model), world)
     metrics_file = output_dir / "metrics.jsonl"
-    bar = tqdm(total=total_steps, initial=start_step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
+    bar = phase(total=total_steps, initial=start_step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
     model.train()
     last_eval = eval_before
     for step in range(start_step, total_steps):

@@ -266,9 +266,9 @@ def encode_pairs(pairs: list[PreferencePair], tokenizer, max_length: int, margin
     examples = []
     iterator = pairs
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import phase
 
-        iterator = tqdm(pairs, desc="tokenize pairs", unit="pair")
+        iterator = phase(pairs, desc="tokenize pairs", unit="pair")
     for pair in iterator:
         try:
             chosen_ids = encode_conversation(pair.prompt, pair.chosen, tokenizer)

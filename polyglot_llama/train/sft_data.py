@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Iterable, Literal
 
 import torch
-from tqdm.auto import tqdm
 
 from ..chat import IGNORE_INDEX, DialogError, encode_dialog, validate_dialog
 from ..errors import UserError
 from ..io import RejectCounter, iter_records
 from ..languages import normalize_language
+from ..progress import phase
 
 
 @dataclass
@@ -103,7 +103,7 @@ def encode_conversations(conversations: Iterable[Conversation], tokenizer, seq_l
     """
     examples, stats = [], EncodeStats()
     conversations = list(conversations)
-    for conv in tqdm(conversations, desc="tokenize", unit="conv", disable=len(conversations) < 1000):
+    for conv in phase(conversations, desc="tokenize", unit="conv", disable=len(conversations) < 1000):
         raw = json.dumps({"messages": conv.messages, "lang": conv.lang}, ensure_ascii=False)
         input_ids, labels = encode_dialog(conv.messages, tokenizer, template)
         if len(input_ids) > seq_len:

@@ -2,14 +2,18 @@
 
 Libraries' own bars (datasets' "Map"/"Filter"/"Saving the dataset", transformers' "Loading weights") and
 their logging belong in the run's log file; under torchrun only the main process prints the summary.
-Each run is a fresh `python -m polyglot_llama.cli` process, as a user runs it: the libraries are imported
-lazily there, after the CLI has set up logging.
+Runs that check library routing are a fresh `python -m polyglot_llama.cli` process, as a user runs it: the
+libraries are imported lazily there, after the CLI has set up logging. Stages with phases (a reference pass
+then training, generation then fine-tuning, counting then writing, one eval task after another) show them on
+one bar, one console line: those runs call `cli.main` in this process (the check is about our own bars, and
+it saves the seconds of importing torch again).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -17,6 +21,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from polyglot_test_utils import language_match_pairs, sample_records, sample_texts, write_jsonl
+from polyglot_llama.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "polyglot_llama" / "resources" / "sample_text"
@@ -39,6 +46,28 @@ def console(stderr: str) -> tuple[set[str], list[str]]:
     return bars, other
 
 
+def bar_lines(stderr: str) -> list[list[str]]:
+    """Per console line that shows progress bars: the descriptions it shows in order (repeats merged), "?" for a
+    bar without one, "" where a bar erased itself (tqdm's leave=False writes blanks over it). One bar per stage:
+    one line, no ""."""
+    lines = []
+    for line in stderr.split("\n"):
+        shown = []
+        for frame in (f for f in line.split("\r") if f):
+            if not frame.strip():
+                desc = ""
+            elif re.search(r"\[\d+:\d+(?::\d+)?[<,\]]", frame):
+                found = re.match(r"\s*(.*?):\s+(?:\d+%\||[\d.]+\w* \[)", frame)
+                desc = found.group(1) if found else "?"
+            else:
+                continue
+            if not shown or shown[-1] != desc:
+                shown.append(desc)
+        if any(shown):
+            lines.append(shown)
+    return lines
+
+
 def test_console_parser_on_a_recorded_leak():
     recorded = ("Saving the dataset (0/1 shards):   0%|          | 0/155 [00:00<?, ? examples/s]\r"
                 "Filter: 100%|██████████| 155/155 [00:00<00:00, 12906.32 examples/s]\n"
@@ -46,11 +75,17 @@ def test_console_parser_on_a_recorded_leak():
                 "train:  50%|█████     | 1/2 [00:00<00:00,  1.50it/s, loss=6.2610]\nsome warning\n")
     assert console(recorded) == ({"Saving the dataset (0/1 shards)", "Filter", "task 0/2: documents read", "", "train"},
                                  ["some warning"])
+    assert bar_lines(recorded) == [["Saving the dataset (0/1 shards)", "Filter"], ["task 0/2: documents read", "?"],
+                                   ["train"]]
+    erased = "\rperplexity nll:   0%|   | 0/1 [00:00<?, ?batch/s]\r      \r\rgenerate:   0%|   | 0/2 [00:00<?, ?prompt/s]\r     \r"
+    assert bar_lines(erased) == [["perplexity nll", "", "generate", ""]]
 
 
 def _cli(*argv: str, cwd: Path, launcher: tuple[str, ...] = (sys.executable,), **env: str) -> subprocess.CompletedProcess:
     done = subprocess.run([*launcher, "-m", "polyglot_llama.cli", *argv], cwd=cwd, env={**ENV, **env}, capture_output=True,
-                          text=True, timeout=240)
+                          timeout=240)
+    # Decoded here, not with text=True: that turns tqdm's carriage returns into newlines (one line per frame).
+    done.stdout, done.stderr = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -110,3 +145,103 @@ def test_two_processes_print_one_summary_and_keep_one_shared_log(en_model_dir, t
     _summary(done.stdout, output)
     assert console(done.stderr)[0] == {"train"}
     assert sorted(p.name for p in output.glob("*.log")) == ["pretrain.log", "pretrain.rank1.log"]
+
+
+def test_corpus_build_console_is_the_read_bar_and_one_summary(tmp_path):
+    # datatrove's exact dedup ("Initializing pq...", an unnamed bar over the duplicate files), minhash ("Reading
+    # dup files") and its warnings ("No .remove file for rank=0") belong in the log; an exact copy makes them all run.
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    en = sample_records("en")[:4]
+    write_jsonl(raw / "en.jsonl", en + [{"id": "en-copy", "text": en[0]["text"]}])
+    output = tmp_path / "corpus"
+    done = _cli("corpus", "build", "--input", str(raw / "*"), "--output", str(output), "--languages", "en", "--tasks", "1",
+                "--workers", "1", cwd=tmp_path)
+    assert console(done.stderr) == ({"task 0/1: documents read"}, [])
+    assert bar_lines(done.stderr) == [["task 0/1: documents read"]]
+    summary = _summary(done.stdout, output)
+    assert (summary["documents_in"], summary["documents_kept"]) == (5, 4)
+    log = (output / "corpus_build.log").read_text(encoding="utf-8")
+    assert "Initializing pq" in log and "No .remove file" in log  # datatrove's detail went to the log file
+
+
+def _run_in_process(capsys, *argv: str) -> tuple[str, str]:
+    assert main(list(argv)) == 0, capsys.readouterr().err[-3000:]
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def _prompts(path: Path) -> Path:
+    write_jsonl(path, [{"id": f"{lang}-{i}", "lang": lang, "prompt": text[:16 + i]}
+                       for lang in ("ko", "zh") for i, text in enumerate(sample_texts(lang)[:4])])
+    return path
+
+
+def test_ppo_critic_load_report_goes_to_the_log(en_model_dir, tmp_path, capsys):
+    # The separate critic loads the trunk of a causal-LM checkpoint: transformers reports lm_head.weight as
+    # UNEXPECTED in a multi-line "LlamaModel LOAD REPORT" warning, expected here, so log-file only.
+    output = tmp_path / "ppo"
+    out, err = _run_in_process(capsys, "ppo", "--model", str(en_model_dir), "--output", str(output), "--prompts",
+                               str(_prompts(tmp_path / "prompts.jsonl")), "--reward.kind", "target_script",
+                               "--value-model", "separate", "--sampling.max-new-tokens", "2", "--sampling.backend", "hf",
+                               "--steps", "1", "--batch-size", "4", "--mini-batch-size", "4", "--micro-batch-size", "4",
+                               "--eval-every", "0", "--missing-eos-penalty", "0")
+    assert console(err) == ({"ppo"}, [])
+    _summary(out, output / "model")
+    assert "LlamaModel LOAD REPORT" in (output / "ppo.log").read_text(encoding="utf-8")
+
+
+def _eval_suite(path: Path) -> Path:
+    data = ROOT / "eval" / "data"
+    path.write_text(f"""
+name: console
+tasks:
+  - {{name: perplexity, kind: perplexity, data: {{files: ["{data}/heldout.jsonl"], languages: [en], limit: 2}}}}
+  - {{name: capitals, kind: generation, prompt: "{{prompt}}", max_new_tokens: 2, metrics: [exact_match],
+      data: {{files: ["{data}/capitals.jsonl"], languages: [en], limit: 2}}}}
+""", encoding="utf-8")
+    return path
+
+
+PHASED_STAGES = {
+    # stage: (argv after the stage name, {model} {tokenizer} {dir} filled in; the phases on the one bar line)
+    "corpus mix": (["--tokenizer", "{tokenizer}", "--set", (f"sources=[{{name: en, lang: en, paths: ['{SAMPLE}/en.jsonl']}}, "
+                                                           f"{{name: ko, lang: ko, paths: ['{SAMPLE}/ko.jsonl']}}]")],
+                   ["count en", "count ko", "write en", "write ko"]),
+    "dpo": (["--model", "{model}", "--data.train", "{dir}/pairs.jsonl", "--loop.max-steps", "2", "--loop.micro-batch-size", "4"],
+            ["reference pass", "train"]),
+    "rejection-sampling": (["--model", "{model}", "--prompts", "{dir}/prompts.jsonl", "--samples-per-prompt", "2",
+                            "--sampling.max-new-tokens", "2", "--sampling.backend", "hf", "--reward.kind", "target_script",
+                            "--set", "sft.loop.max_steps=1", "--set", "sft.loop.micro_batch_size=4", "--set", "sft.batch_size=4",
+                            "--set", "sft.data.seq_len=128"],
+                           ["generate", "train"]),
+    "eval": (["--suite", "{dir}/suite.yaml", "--model", "{model}", "--device", "cpu", "--batch-size", "4"],
+             ["perplexity nll", "generate"]),
+}
+
+
+@pytest.mark.parametrize("stage", list(PHASED_STAGES))
+def test_phases_of_a_stage_share_one_bar(stage, en_model_dir, en_tokenizer_dir, tmp_path, capsys):
+    write_jsonl(tmp_path / "pairs.jsonl", language_match_pairs("train", 8, random.Random(0), ["en", "ko"]))
+    _prompts(tmp_path / "prompts.jsonl")
+    _eval_suite(tmp_path / "suite.yaml")
+    args, phases = PHASED_STAGES[stage]
+    output = tmp_path / "out"
+    fill = {"{model}": str(en_model_dir), "{tokenizer}": str(en_tokenizer_dir), "{dir}": str(tmp_path)}
+    out, err = _run_in_process(capsys, *stage.split(), *(re.sub(r"\{\w+\}", lambda m: fill.get(m[0], m[0]), a) for a in args),
+                               "--output", str(output))
+    assert bar_lines(err) == [phases] and err.endswith("\n")  # the bar's line ends before the shell prompt
+    assert console(err)[1] == []
+    assert len(out.splitlines()) == 1 and json.loads(out)  # one summary line
+
+
+def test_an_error_after_a_phase_gets_its_own_line(en_model_dir, tmp_path, capsys):
+    # Generation runs, then fine-tuning refuses a seq_len beyond the model's 512 positions: the bar's line ends
+    # before the one-line error, so the error starts a line of its own.
+    args, _ = PHASED_STAGES["rejection-sampling"]
+    argv = [a.replace("{model}", str(en_model_dir)).replace("{dir}", str(tmp_path)) for a in args]
+    _prompts(tmp_path / "prompts.jsonl")
+    assert main(["rejection-sampling", *argv, "--set", "sft.data.seq_len=4096", "--output", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.split("\n")
+    assert lines[-1] == "" and lines[-2].startswith("polyglot-llama rejection-sampling: error: key 'data.seq_len' is 4096")
+    assert bar_lines("\n".join(lines[:-2])) == [["generate"]]
