@@ -14,6 +14,7 @@ from polyglot_test_utils import sample_texts
 from polyglot_llama.config import load_config
 from polyglot_llama.corpus.build import _filter_steps
 from polyglot_llama.corpus.recipe import CorpusBuildConfig
+from polyglot_llama.corpus.words import word_tokenizer
 
 RECIPES = Path(__file__).resolve().parents[3] / "data_recipes"
 # Reasons a reader agrees with for dropping a clean document: too short to judge; more than a quarter of the
@@ -32,11 +33,13 @@ KO_REJECTED = {"1809897": "gopher_quality:gopher_below_alpha_threshold",
                "1809899": "gopher_repetition:duplicated_5_n_grams"}
 
 
-def _run_recipe(language: str, docs: list[dict], tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+def _run_recipe(language: str, docs: list[dict], tmp_path: Path, **overrides) -> tuple[list[str], dict[str, str]]:
     """Kept ids and {rejected id: reason} after the reader and the recipe's filter steps (the build's own list)."""
+    tmp_path.mkdir(exist_ok=True)
     raw = tmp_path / "raw.jsonl"
     raw.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-    cfg = load_config(CorpusBuildConfig, RECIPES / f"{language}.yaml", {"input": [str(raw)], "output": str(tmp_path)})
+    cfg = load_config(CorpusBuildConfig, RECIPES / f"{language}.yaml",
+                      {"input": [str(raw)], "output": str(tmp_path), **overrides})
     data = None
     for step in _filter_steps(cfg, [str(raw)], str(tmp_path / "rejected")):
         data = step.run(data, rank=0, world_size=1)
@@ -78,3 +81,17 @@ def test_real_prose_is_kept_and_junk_removed(language, tmp_path):
     assert clean_rejected == KO_REJECTED or language != "ko"
     assert all(r.split(":")[1] in ACCEPTABLE for r in clean_rejected.values()), clean_rejected
     assert set(junk) <= set(rejected), [k for k in junk if k not in rejected]
+
+
+def test_korean_per_eojeol_segmenter_makes_the_same_decisions(tmp_path):
+    """segmenter datatrove_eojeol (Kiwi per eojeol, memoised) keeps and rejects what whole-document Kiwi does, for
+    the same reasons, on the real Korean text and the junk made from it (its words differ in ~2 %)."""
+    docs = real_text.documents("ko")
+    docs += [{"id": k, "text": v} for k, v in _junk("ko", docs).items()]
+    reference = _run_recipe("ko", docs, tmp_path / "whole")
+    memo = word_tokenizer("ko", "datatrove_eojeol")
+    memo._words.clear()
+    per_eojeol = _run_recipe("ko", docs, tmp_path / "eojeol", segmenter="datatrove_eojeol")
+    assert len(memo._words) > 3000  # the recipe's filters went through the memo (4,000+ distinct eojeols)
+    assert per_eojeol == reference
+    assert {i: r for i, r in reference[1].items() if not i.startswith("junk-")} == KO_REJECTED
