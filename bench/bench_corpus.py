@@ -16,6 +16,7 @@ machine's load average, which that number depends on.
 
     python bench/bench_corpus.py --docs 3000
     python bench/bench_corpus.py --docs 800 --sections workers     # only 1 vs 2 workers
+    python bench/bench_corpus.py --docs 6000 --sections eojeol     # only the per-eojeol recipe
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=5, help="best of N (interleaved) for the LID timings")
     parser.add_argument("--files", type=int, default=8, help="input files for the 1 vs 2 worker runs")
-    parser.add_argument("--sections", default="lid,recipe,workers", help="comma-separated: lid, recipe, workers")
+    parser.add_argument("--sections", default="lid,recipe,workers", help="comma-separated: lid, recipe (both segmenters, Kiwi analysis), eojeol (only the "
+                        "per-eojeol recipe, quick enough for large --docs), workers")
     parser.add_argument("--workers-segmenter", default="datatrove", help="segmenter of the 1 vs 2 worker runs")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -215,26 +217,29 @@ def main() -> None:
     load_lid_model()  # fetch/load outside the timings
     # interleaved, best of N: on a shared machine, load changes between runs would otherwise bias one side
     base, ours = float("inf"), float("inf")
-    for _ in range(args.repeats if sections & {"lid", "recipe"} else 0):
+    for _ in range(args.repeats if sections & {"lid", "recipe", "eojeol"} else 0):
         base, ours = min(base, plain_loop(docs)), min(ours, lid_step(docs))
     lines = [f"{n} documents, {chars / n:.0f} characters each on average; CPU time of one process "
              f"(load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores)"]
-    if sections & {"lid", "recipe"}:
+    if sections & {"lid", "recipe", "eojeol"}:
         lines.append(f"plain fastText predict loop        : {n / base:8.0f} docs/s")
         lines.append(f"LID step (LanguageTagger)          : {n / ours:8.0f} docs/s   {ours / base:7.2f}x the plain loop")
     with tempfile.TemporaryDirectory() as tmp:
-        if "recipe" in sections:
+        segmenters = ("datatrove", "datatrove_eojeol") if "recipe" in sections else ("datatrove_eojeol",)
+        if sections & {"recipe", "eojeol"}:
             from polyglot_llama.corpus.words import word_tokenizer
 
             full = {}
-            for seg in ("datatrove", "datatrove_eojeol"):
+            for seg in segmenters:
                 for run_no in ("first", "again"):  # again: models loaded, as in any build past its first documents
                     word_tokenizer("ko", "datatrove_eojeol")._words.clear()  # the memo starts empty both times
                     full[seg, run_no] = full_recipe(docs, Path(tmp) / run_no, seg)[0]
-            for seg, label in (("datatrove", "whole-document Kiwi (FineWeb-2)"), ("datatrove_eojeol", "Kiwi per eojeol, memo")):
+            for seg in segmenters:
+                label = {"datatrove": "whole-document Kiwi (FineWeb-2)", "datatrove_eojeol": "Kiwi per eojeol, memo"}[seg]
                 lines.append(f"full ko recipe, {label:<32}: {n / full[seg, 'again']:8.0f} docs/s   "
                              f"{full[seg, 'again'] / base:7.2f}x the plain loop (first build in the process, "
                              f"loading Kiwi and the LID model: {full[seg, 'first'] / base:.2f}x)")
+        if "recipe" in sections:
             bench = segmentation([d["text"] for d in docs if d["lang"] == "ko"])
             sys.path.insert(0, str(ROOT / "tests"))
             import real_text

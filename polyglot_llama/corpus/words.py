@@ -164,8 +164,8 @@ def word_tokenizer(language: str, segmenter: str = "datatrove") -> WordTokenizer
         tokenizer = load_word_tokenizer(_DATATROVE_KEYS.get(language, language))
     except (ValueError, ImportError) as e:
         raise UserError(
-            f"segmenter {segmenter!r} for {language!r}: {str(e).rstrip('.')}; reinstall polyglot-llama (its dependencies "
-            "include the segmenters) or use segmenter: builtin"
+            f"segmenter {segmenter!r} for {language!r}: {str(e).rstrip('.')}; reinstall polyglot-llama (its "
+            "dependencies include the segmenters) or use segmenter: builtin"
         ) from None
     if language == "zh":
         return FullWidthDigitsJoined(tokenizer)

@@ -47,7 +47,8 @@ def test_same_decisions_as_datatrove_on_random_documents():
     outcomes = set()
     for trial in range(1500):
         words = [rng.choice(vocab) for _ in range(rng.randint(1, 70))]
-        lines = [rng.choice(["", "- ", "• ", "  "]) + " ".join(words[i:i + rng.randint(1, 9)]) for i in range(0, len(words), 6)]
+        lines = [rng.choice(["", "- ", "• ", "  "]) + " ".join(words[i:i + rng.randint(1, 9)])
+                 for i in range(0, len(words), 6)]
         text = "\n".join(line + rng.choice(["", " ...", "…"]) for line in lines)
         scale = rng.uniform(0.5, 2)
         params = dict(min_doc_words=rng.choice([0, 5, 20]), max_doc_words=rng.choice([0, 30]),
