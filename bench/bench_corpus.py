@@ -6,8 +6,8 @@ ratios (ours / baseline; 1.00 = no overhead). Target for the LID step: within 1.
 
 Times are CPU seconds of this process (``time.process_time``), i.e. docs/s per core: on a shared machine
 wall-clock time mostly measures the neighbours. The recipe runs in this process (one task, one worker),
-once with FineWeb-2's whole-document Kiwi (``segmenter: datatrove``, the default) and once with Kiwi per
-eojeol, memoised (``segmenter: datatrove_eojeol``). Also printed: where the recipe's time goes (Kiwi on the
+once with FineWeb-2's whole-document Kiwi (``segmenter: datatrove``) and once with Kiwi per eojeol,
+memoised (``segmenter: datatrove_eojeol``, the ko recipe's). Also printed: where the recipe's time goes (Kiwi on the
 Korean documents both ways, with the memo's hit rate, how many documents get identical words and identical
 filter decisions; the same on the real Korean text of tests/real_text.py, whose vocabulary is not the
 bench's few hundred sample paragraphs), and the wall-clock speed-up of 2 workers over 1 (the same 2 tasks
