@@ -1,5 +1,6 @@
 """Quality gate on real prose: each language's own recipe keeps at least 90 % of clean documents (legal text,
-news), says why it dropped the rest, and still removes web junk made from the same text."""
+news; Korean and Thai: exactly the rejections listed, with their reasons), says why it dropped the rest, and still
+removes web junk made from the same text."""
 
 from __future__ import annotations
 
@@ -26,11 +27,20 @@ ACCEPTABLE = {"gopher_short_doc", "gopher_below_alpha_threshold", "line_punct_ra
 # docs/corpus.md): two amendment tables have 0.760 and 0.730 of their tokens with a letter (FineWeb-2:
 # 0.791; punctuation tokens count, as in FineWeb-2), two bills print the amended articles twice (5-gram
 # duplicate share 0.296 and 0.235, limit 0.201). Exactly those four, for exactly those reasons.
-MIN_SHARE = {"ja": 0.9, "zh": 0.9, "ko": 7 / 11}
+# The Thai set is 40 ORCHID texts (NECTEC conference proceedings, 1989-1990): 29 pass. Five are not prose (two
+# timetables, two session programmes, a committee list: 0.64-0.86 of their tokens have a letter, FineWeb-2's
+# tha_Thai limit is 0.9); five are technical papers whose formulae, measurements and numbered lists put them at
+# 0.85-0.90 (0.92-0.95 without punctuation tokens, which FineWeb-2 counts); one lists a program's record layout
+# field by field ("Field n ... a string variable of size ..." 32 times: duplicated 5-grams over FineWeb-2's 0.185). Exactly those eleven, for exactly those reasons (docs/corpus.md, Real text).
+MIN_SHARE = {"ja": 0.9, "zh": 0.9, "ko": 7 / 11, "th": 29 / 40}
 KO_REJECTED = {"1809897": "gopher_quality:gopher_below_alpha_threshold",
                "1809898": "gopher_quality:gopher_below_alpha_threshold",
                "1809896": "gopher_repetition:duplicated_5_n_grams",
                "1809899": "gopher_repetition:duplicated_5_n_grams"}
+TH_REJECTED = {**{f"orchid-{i:03d}": "gopher_quality:gopher_below_alpha_threshold"
+                  for i in (7, 45, 39, 47, 43, 8, 30, 34, 37, 46)},
+               "orchid-025": "gopher_repetition:duplicated_5_n_grams"}
+PINNED_REJECTIONS = {"ko": KO_REJECTED, "th": TH_REJECTED}
 
 
 def _run_recipe(language: str, docs: list[dict], tmp_path: Path, **overrides) -> tuple[list[str], dict[str, str]]:
@@ -66,7 +76,7 @@ def _junk(language: str, docs: list[dict]) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("language", ["ko", "ja", "zh"])
+@pytest.mark.parametrize("language", ["ko", "ja", "zh", "th"])
 def test_real_prose_is_kept_and_junk_removed(language, tmp_path):
     docs = real_text.documents(language)
     junk = _junk(language, docs)
@@ -78,9 +88,11 @@ def test_real_prose_is_kept_and_junk_removed(language, tmp_path):
           f"junk {dict((k, rejected.get(k, 'KEPT')) for k in junk)}")
     assert share >= MIN_SHARE[language], clean_rejected
     assert "constitution" in clean_kept or language != "ko"
-    assert clean_rejected == KO_REJECTED or language != "ko"
+    assert clean_rejected == PINNED_REJECTIONS.get(language, clean_rejected)
     assert all(r.split(":")[1] in ACCEPTABLE for r in clean_rejected.values()), clean_rejected
     assert set(junk) <= set(rejected), [k for k in junk if k not in rejected]
+    # English goes at the language filter, not by luck at a later filter (without it, a word filter drops it)
+    assert rejected["junk-english"] == "language:other_language"
 
 
 def test_korean_recipe_segments_per_eojeol():
