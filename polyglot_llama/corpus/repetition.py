@@ -63,7 +63,7 @@ class FastGopherRepetitionFilter(GopherRepetitionFilter):
         words = split_into_words(text, self.language)
         # " ".join(words[i:i+n]) == spaced[starts[i]:starts[i+n]-1]: word i starts at starts[i] in `spaced`
         spaced = " ".join(words)
-        starts = list(accumulate((len(w) + 1 for w in words), initial=0))
+        starts = list(accumulate(map((1).__add__, map(len, words)), initial=0))  # len(w) + 1 per word, in C
         for n, n_frac in self.top_n_grams:
             keys = [spaced[a:b - 1] for a, b in zip(starts, starts[n:])]
             if not keys:
@@ -74,7 +74,7 @@ class FastGopherRepetitionFilter(GopherRepetitionFilter):
 
         # "".join(words[i:i+n]) == joined[offsets[i]:offsets[i+n]]
         joined = "".join(words)
-        offsets = list(accumulate((len(w) for w in words), initial=0))
+        offsets = list(accumulate(map(len, words), initial=0))
         for n, n_frac in self.dup_n_grams:
             keys = [joined[a:b] for a, b in zip(offsets, offsets[n:])]
             if _repeated_chars(keys, n) / size > n_frac:

@@ -5,7 +5,8 @@ joins it with ``" ".join`` and hashes it through a Python wrapper around xxhash,
 n-gram (about one per character for Hangul and Han, which the shingle splitter cuts per character).
 Profiling the recipe without Kiwi put a fifth of the CPU time there. Here the n-gram strings are slices
 of one space-joined string (word i starts at ``starts[i]``: ``" ".join(words[i:i+n]) ==
-spaced[starts[i]:starts[i+n]-1]``) and the hash function is xxhash's C function itself, so the shingle
+spaced[starts[i]:starts[i+n]-1]``) and the hash function is xxhash's C function itself, and the text is simplified by `simplify.simplify_text`
+(datatrove's result, its diacritics step in C), so the shingle
 array is the same, element for element (`tests/unit/corpus/test_shingles.py` checks it against datatrove).
 """
 
@@ -16,7 +17,8 @@ from itertools import accumulate
 import numpy as np
 import xxhash
 from datatrove.pipeline.dedup import MinhashDedupSignature
-from datatrove.utils.text import simplify_text
+
+from .simplify import simplify_text
 
 # datatrove's xxhash32/xxhash64 are one-line wrappers around these
 _C_HASHES = {32: xxhash.xxh32_intdigest, 64: xxhash.xxh64_intdigest}
@@ -30,6 +32,6 @@ class FastMinhashDedupSignature(MinhashDedupSignature):
         hash_fn = _C_HASHES[hash_config.precision] if hash_config.hash_fc == "xxhash" else self._hash_func
         words = self.word_tokenizer.word_tokenize(simplify_text(text, self.config.norm_config))
         spaced = " ".join(words)
-        starts = list(accumulate((len(w) + 1 for w in words), initial=0))
+        starts = list(accumulate(map((1).__add__, map(len, words)), initial=0))  # len(w) + 1, without a Python loop
         keys = [spaced[a:b - 1] for a, b in zip(starts, starts[self.config.n_grams:])]
         return np.fromiter(map(hash_fn, keys), dtype=np.uint64, count=len(keys)).reshape((-1, 1))

@@ -22,6 +22,13 @@ language, and what MinHash shingles use (near-duplicate detection needs no morph
 
 FineWeb-2's thresholds assume real words: with one token per Hangul syllable the Korean constitution's
 5-gram duplicate share is 0.240 (limit 0.201), with Kiwi's words 0.037.
+
+`EojeolKiwiTokenizer` (``segmenter: datatrove_eojeol``, opt-in) is Kiwi with the same model, run on each
+whitespace-delimited word (eojeol) on its own and memoised across documents. Kiwi ``sbg`` costs 50-90 ms
+of CPU per 1,000 characters of Korean (140-170 fastText predictions); a cached eojeol costs a dict lookup.
+It is not FineWeb-2's segmentation: without the neighbouring words Kiwi splits some eojeols differently
+(따뜻한 stays whole, 오늘날 becomes 오늘 + 날), about 2 % of the words; docs/corpus.md has the measured
+agreement of words and of decisions.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import regex
-from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
+from datatrove.utils.word_tokenizers import KiwiTokenizer, WordTokenizer, load_word_tokenizer, strip_strings
 
 from ..errors import UserError
 
@@ -90,8 +97,57 @@ class FullWidthDigitsJoined(WordTokenizer):
         return self.inner.span_tokenize(text)
 
 
+class EojeolKiwiTokenizer(WordTokenizer):
+    """Kiwi (FineWeb-2's model) per whitespace-delimited word, each eojeol analysed once per process.
+
+    The words of a document are the concatenation of its eojeols' isolated analyses, so they do not depend
+    on which documents came before, on the cache's state or on how tasks split the input. The cache holds at
+    most ``max_entries`` eojeols (about 200 bytes each) and is emptied when full: Korean eojeol frequencies
+    are Zipfian, so the frequent ones are back after a few documents. A document with a run of 20+ digits
+    or commas goes to datatrove's whole-document `KiwiTokenizer`, which deletes such runs before Kiwi and
+    then cuts words from the original text at the shifted offsets; per eojeol that cannot be reproduced.
+    """
+
+    def __init__(self, inner, max_entries: int = 200_000):
+        super().__init__(inner.language)
+        self.inner, self.max_entries = inner, max_entries
+        self._words: dict[str, list[str]] = {}
+        self._kiwi = None
+
+    def _analyse(self, eojeols: list[str]) -> None:
+        if self._kiwi is None:
+            from kiwipiepy import Kiwi
+
+            # one thread: Kiwi's default worker threads cost ~35 % more CPU per document and share no work here
+            self._kiwi = Kiwi(model_type=self.inner.model_type, num_workers=1)
+        for eojeol, tokens in zip(eojeols, self._kiwi.tokenize(eojeols)):  # each string analysed on its own
+            self._words[eojeol] = strip_strings([eojeol[t.start:t.end] for t in tokens])
+
+    def word_tokenize(self, text: str) -> list[str]:
+        if self.inner._preprocess_regex.search(text):
+            return self.inner.word_tokenize(text)
+        eojeols = text.split()
+        known = self._words
+        unknown = [e for e in dict.fromkeys(eojeols) if e not in known]
+        if unknown and len(known) + len(unknown) > self.max_entries:
+            known.clear()  # then this document's known eojeols are analysed again too
+            unknown = list(dict.fromkeys(eojeols))
+        if unknown:
+            self._analyse(unknown)
+        words: list[str] = []
+        for eojeol in eojeols:
+            words += known[eojeol]
+        return words
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return self.inner.sent_tokenize(text)
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return self.inner.span_tokenize(text)
+
+
 _FULL_WIDTH_DIGITS = regex.compile(r"[０-９]+")
-SEGMENTERS = ("datatrove", "builtin")
+SEGMENTERS = ("datatrove", "datatrove_eojeol", "builtin")
 # datatrove keys FineWeb-2 used where the bare ISO 639-1 code resolves differently: datatrove's table maps
 # "zh" to spaCy's multilingual "xx" tokenizer (no segmentation at all), "cmn_Hani" to spaCy + jieba.
 _DATATROVE_KEYS = {"zh": "cmn_Hani"}
@@ -102,13 +158,17 @@ def word_tokenizer(language: str, segmenter: str = "datatrove") -> WordTokenizer
     """The word tokenizer for ``language``: datatrove's per-language choice (FineWeb-2's) or the builtin one."""
     if segmenter == "builtin":
         return ScriptWordTokenizer(language)
-    if segmenter != "datatrove":
+    if segmenter not in SEGMENTERS:
         raise UserError(f"segmenter {segmenter!r} is unknown; use one of {', '.join(SEGMENTERS)}")
     try:
         tokenizer = load_word_tokenizer(_DATATROVE_KEYS.get(language, language))
     except (ValueError, ImportError) as e:
         raise UserError(
-            f"segmenter 'datatrove' for {language!r}: {str(e).rstrip('.')}; reinstall polyglot-llama (its dependencies "
-            "include the segmenters) or use segmenter: builtin"
+            f"segmenter {segmenter!r} for {language!r}: {str(e).rstrip('.')}; reinstall polyglot-llama (its "
+            "dependencies include the segmenters) or use segmenter: builtin"
         ) from None
-    return FullWidthDigitsJoined(tokenizer) if language == "zh" else tokenizer
+    if language == "zh":
+        return FullWidthDigitsJoined(tokenizer)
+    if segmenter == "datatrove_eojeol" and isinstance(tokenizer, KiwiTokenizer):
+        return EojeolKiwiTokenizer(tokenizer)
+    return tokenizer

@@ -86,3 +86,27 @@ def test_foreign_paragraphs_are_dropped_from_mixed_documents():
     assert step.filter(only_english) == (False, "only_foreign_paragraphs")
     untouched = _doc(f"{ko[2]}\n{ko[3]}", "ko")
     assert step.filter(untouched) is True and untouched.text == f"{ko[2]}\n{ko[3]}"
+
+
+def test_each_document_is_segmented_once_for_all_word_filters(monkeypatch):
+    """The repetition, FineWeb and Gopher quality filters share one segmentation per document (datatrove memoises
+    split_into_words per text and tokenizer object; word_tokenizer hands every filter the same object)."""
+    from pathlib import Path
+
+    from polyglot_llama.config import load_config
+    from polyglot_llama.corpus.build import _filter_steps
+    from polyglot_llama.corpus.recipe import CorpusBuildConfig
+    from polyglot_llama.corpus.words import EojeolKiwiTokenizer
+
+    calls = []
+    original = EojeolKiwiTokenizer.word_tokenize
+    monkeypatch.setattr(EojeolKiwiTokenizer, "word_tokenize", lambda self, text: calls.append(text) or original(self, text))
+    recipe = Path(__file__).resolve().parents[3] / "data_recipes" / "ko.yaml"
+    cfg = load_config(CorpusBuildConfig, recipe, {"input": ["-"], "output": "-", "segmenter": "datatrove_eojeol"})
+    filters = [s for s in _filter_steps(cfg, ["-"], None) if isinstance(s, PerLanguageFilter)]
+    assert [f.kind for f in filters] == ["gopher_repetition", "fineweb_quality", "gopher_quality"]
+    texts = sample_texts("ko")
+    docs = [_doc("\n".join(texts[i:i + 4]), "ko") for i in range(0, 24, 4)]
+    for doc in docs:  # as the pipeline passes them: each document through every filter before the next one
+        assert all(f.filter(doc) is True for f in filters)
+    assert calls == [doc.text for doc in docs]

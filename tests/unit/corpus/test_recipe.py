@@ -13,7 +13,7 @@ from polyglot_llama.errors import UserError
 RECIPES = Path(__file__).resolve().parents[3] / "data_recipes"
 
 
-@pytest.mark.parametrize("lang", ["ko", "ja", "zh", "de", "en"])
+@pytest.mark.parametrize("lang", ["ko", "ja", "zh", "th", "de", "en"])
 def test_shipped_recipes_load(lang):
     cfg = load_config(CorpusBuildConfig, RECIPES / f"{lang}.yaml", {"input": ["x"], "output": "y"})
     assert cfg.languages == [lang]

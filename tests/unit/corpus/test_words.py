@@ -40,3 +40,22 @@ def test_fineweb2_segmenters_are_default_and_builtin_is_picklable():
     tok = word_tokenizer("ko", "builtin")
     assert isinstance(tok, ScriptWordTokenizer)
     assert pickle.loads(pickle.dumps(tok)).word_tokenize("가나") == ["가", "나"]
+
+
+def test_kiwi_per_eojeol_memo():
+    """segmenter datatrove_eojeol: each eojeol's own Kiwi analysis, the same from the cache and after it is emptied."""
+    memo = word_tokenizer("ko", "datatrove_eojeol")
+    memo._words.clear()
+    text = "오늘날 날씨가 따뜻한 봄입니다. 오늘날 우리는 따뜻한 차를 마신다."
+    # Kiwi on each eojeol alone (whole-document Kiwi gives 오늘날 and 따뜻 + 한 + 한: see docs/corpus.md)
+    expected = ["오늘", "날", "날씨", "가", "따뜻한", "한", "봄", "입", "입니다", ".", "오늘", "날", "우리", "는", "따뜻한",
+                "한", "차", "를", "마신", "신다", "."]
+    assert memo.word_tokenize(text) == expected
+    assert memo._words["따뜻한"] == ["따뜻한", "한"] and len(memo._words) == 7  # one entry per distinct eojeol
+    assert memo.word_tokenize(text) == expected  # all from the cache
+    memo.max_entries, memo._words["오늘날"] = 7, ["stale"]  # full: the next new eojeol empties the cache
+    assert memo.word_tokenize("새 " + text) == ["새", *expected]
+    memo.max_entries = 200_000
+    # a 20+ digit run: datatrove deletes it before Kiwi and cuts words at shifted offsets; kept as datatrove does
+    odd = "계좌 12345678901234567890123 으로 보냈다."
+    assert memo.word_tokenize(odd) == word_tokenizer("ko").word_tokenize(odd) == ["계좌", "23", "56", "6", "7", "8"]
