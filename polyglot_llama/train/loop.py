@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from . import checkpointing
 from .losses import count_lm_targets
+from .swiglu import use_lean_mlp
 from .throughput import ThroughputMeter
 
 log = logging.getLogger(__name__)
@@ -314,6 +315,7 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
     if loop.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    use_lean_mlp(model)  # same math; the MLPs keep 2 fewer [N, F] activations each for the backward
     names = _named_trainable(model, params)
     if not names:
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
