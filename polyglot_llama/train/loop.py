@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from . import checkpointing
-from .host_memory import map_large_allocations
 from .losses import count_lm_targets
 from .swiglu import use_lean_mlp
 from .throughput import ThroughputMeter
@@ -317,7 +316,6 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     use_lean_mlp(model)  # same math; the MLPs keep 2 fewer [N, F] activations each for the backward
-    map_large_allocations()  # freed activations leave the resident size (train/host_memory.py)
     names = _named_trainable(model, params)
     if not names:
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
