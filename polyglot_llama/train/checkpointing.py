@@ -1,10 +1,12 @@
 """Resumable training checkpoints: ``<run>/checkpoints/step_00000100/``.
 
 Single-process and DDP runs write ``model.safetensors`` (full state), ``optimizer.pt`` (read back with
-``torch.load(weights_only=True)``), ``rng.pt`` and ``state.json`` (step and metric history). FSDP and
-DeepSpeed runs hand the model/optimizer part to accelerate's ``save_state``/``load_state``, which writes
-sharded states per rank. A checkpoint directory is written under a temporary name and renamed when
-complete, so a run killed mid-save resumes from the previous one.
+``torch.load(weights_only=True)``), ``rng.pt`` and ``state.json`` (step and metric history). A model sharded
+with FSDP2 (``fully_shard``, as accelerate's FSDP plugin applies it) writes its model and AdamW states with
+``torch.distributed.checkpoint`` into ``sharded/``: every rank writes only its own shards, nothing is gathered,
+and a run resumes on the same or another process count. DeepSpeed runs hand the model/optimizer part to
+accelerate's ``save_state``/``load_state``. A checkpoint directory is written under a temporary name and
+renamed when complete, so a run killed mid-save resumes from the previous one.
 """
 
 from __future__ import annotations
@@ -36,9 +38,42 @@ def latest(run_dir: Path) -> Path | None:
 
 
 def is_sharded(accelerator) -> bool:
+    """Whether the model/optimizer states are restored after `accelerator.prepare` (it shards them)."""
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def is_fsdp2(model) -> bool:
+    """Whether ``model`` (or a submodule) was sharded with torch's ``fully_shard``."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(m, FSDPModule) for m in model.modules())
+
+
+def _save_sharded(directory: Path, model, optimizer) -> None:
+    """Each rank's shards of the model and AdamW states (collective: every rank calls it)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optim_state = get_state_dict(model, getattr(optimizer, "optimizer", optimizer))  # accelerate wraps it
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(directory))
+
+
+def _load_sharded(directory: Path, model, optimizer) -> None:
+    """Read the shards this rank holds into the sharded model and optimizer (collective).
+
+    get_state_dict gives the sharded layout to read into; for an optimizer that has not stepped yet it first
+    creates the AdamW states with a zero-lr step, so there is somewhere to load them.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch optimizer
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=str(directory))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
 
 
 def full_state_dict(model) -> dict | None:
@@ -61,14 +96,17 @@ def save(run_dir: Path, step: int, model, optimizer, history: list, accelerator,
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    if is_sharded(accelerator):
+    if is_fsdp2(model):
+        _save_sharded(tmp / "sharded", model, optimizer)
+    elif is_sharded(accelerator):
         accelerator.save_state(str(tmp / "accelerate"))
     elif accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        # clone() breaks storage sharing between tied weights, which safetensors refuses to write; a tied head
-        # is left out instead of written twice (load() re-ties it, as it tolerates a missing lm_head.weight).
+        # A tied head shares the embedding's storage, which safetensors refuses to write twice: it is left out
+        # (load() re-ties it, as it tolerates a missing lm_head.weight). No copy of the weights is made: a CPU
+        # tensor is written from its own memory (.cpu() and .contiguous() return it as it is).
         tied = set(tied_duplicate_keys(unwrapped))
-        save_file({k: v.detach().cpu().clone().contiguous() for k, v in unwrapped.state_dict().items() if k not in tied},
+        save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items() if k not in tied},
                   tmp / "model.safetensors")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     if accelerator.is_main_process:
@@ -86,7 +124,11 @@ def load(path: Path, model, optimizer, accelerator=None) -> dict:
     """Restore a checkpoint into an unprepared model/optimizer (``accelerator=None``) or, for sharded
     states, into the prepared ones; returns ``{"step", "history"}``."""
     state = json.loads((path / "state.json").read_text())
-    if accelerator is not None:
+    if (path / "sharded").is_dir():
+        if not is_fsdp2(model):
+            raise RuntimeError(f"{path}: a sharded (FSDP2) checkpoint; resume it under the FSDP launch config that wrote it")
+        _load_sharded(path / "sharded", model, optimizer)
+    elif accelerator is not None:
         accelerator.load_state(str(path / "accelerate"))
         return state
     if (path / "model.safetensors").is_file():

@@ -78,16 +78,21 @@ def killed_and_resumed(model_dir, out, rows, micro: int, accum: int) -> list[flo
     return [json.loads(line)["loss"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
 
-def fsdp2_new_rows(model_dir, rows, world: int, steps: int = 3) -> dict:
-    """A new-rows stage by hand on a model sharded with torch's FSDP2 (``fully_shard`` per decoder layer and
-    at the root) when ``world`` > 1, unsharded otherwise. accelerate selects FSDP only on accelerator devices,
-    so this drives the loop's pieces directly: the chunked LM step, the freezing plan (gradient mask and row
-    restore on row-sharded DTensors), and clipping of the parameters looked up by name after sharding."""
+def fsdp2_run(model_dir, rows, world: int, *, stage: str = "new_embeddings", steps: int = 3, out: Path | None = None,
+              save_every: int = 0) -> dict:
+    """A stage by hand on a model sharded with torch's FSDP2 (``fully_shard`` per decoder layer and at the
+    root) when ``world`` > 1, unsharded otherwise. accelerate selects FSDP only on accelerator devices, so
+    this drives the loop's pieces directly: the chunked LM step, the freezing plan (gradient mask and row
+    restore on row-sharded DTensors), clipping of the parameters looked up by name after sharding, and the
+    loop's checkpointing (``checkpointing.save``/``load``: per-rank shards with torch.distributed.checkpoint),
+    resuming from the newest checkpoint in ``out`` if there is one."""
+    from accelerate import Accelerator
+
     from polyglot_llama.model.checkpoint import load_causal_lm
 
     torch.manual_seed(0)
     model = load_causal_lm(model_dir)
-    plan = prepare_stage(model, TrainStageConfig(trainable="new_embeddings"), NEW_IDS)
+    plan = prepare_stage(model, TrainStageConfig(trainable=stage), NEW_IDS)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     rank = 0
     if world > 1:
@@ -101,31 +106,59 @@ def fsdp2_new_rows(model_dir, rows, world: int, steps: int = 3) -> dict:
         fully_shard(model)
     params = [p for n, p in model.named_parameters() if n in names]  # the sharded tensors, by name
     optimizer = torch.optim.AdamW(params, lr=1e-2, eps=1e-8, weight_decay=0.1)
-    losses, norms = [], []
-    for step in range(steps):
+    start, history = 0, []
+    latest = checkpointing.latest(out) if out is not None else None
+    if latest is not None:
+        # The sharded path needs the accelerator (its ranks); one process resumes an unprepared model.
+        state = checkpointing.load(latest, model, optimizer, accelerator=Accelerator(cpu=True) if world > 1 else None)
+        start, history = state["step"], state["history"]
+    for step in range(start, steps):
         mine = rows[2 * step:2 * step + 2][rank::world]  # rank r reads row r of the step's two
         batch = collate_packed(mine)
         units = sum(int((row_labels[1:] != IGNORE).sum()) for row_labels in batch["labels"])
         total = torch.tensor([float(units)])
         if world > 1:
             dist.all_reduce(total)
-        out = causal_lm_step(model, batch)
-        (out.loss * out.n_tokens * world / total).backward()  # FSDP2 averages over ranks: × world
-        plan.before_optimizer_step(model)
+        out_step = causal_lm_step(model, batch)
+        (out_step.loss * out_step.n_tokens * world / total).backward()  # FSDP2 averages over ranks: × world
+        if plan.before_optimizer_step is not None:
+            plan.before_optimizer_step(model)
         norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        plan.after_optimizer_step(model)
-        loss = torch.tensor([float(out.loss.detach()) * out.n_tokens])
+        if plan.after_optimizer_step is not None:
+            plan.after_optimizer_step(model)
+        loss = torch.tensor([float(out_step.loss.detach()) * out_step.n_tokens])
         if world > 1:
             dist.all_reduce(loss)
-        losses.append(float(loss / total))
-        norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+        history.append({"loss": float(loss / total),
+                        "grad_norm": float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)})
+        if save_every and (step + 1) % save_every == 0:
+            checkpointing.save(out, step + 1, model, optimizer, history, Accelerator(cpu=True), keep=2)
     if world > 1:
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     else:
         state = model.state_dict()
-    return {"weights": {k: v.detach().clone() for k, v in state.items()}, "losses": losses, "grad_norms": norms}
+    return {"weights": {k: v.detach().clone() for k, v in state.items()}, "losses": [h["loss"] for h in history],
+            "grad_norms": [h["grad_norm"] for h in history]}
+
+
+def fsdp2_killed_and_resumed(model_dir, out: Path, rows, world: int) -> dict:
+    """4 steps of a full-parameter stage, killed right after the step-2 checkpoint, then resumed."""
+    real_save = checkpointing.save
+
+    def save_then_die(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        raise _Killed(path)
+
+    checkpointing.save = save_then_die
+    try:
+        fsdp2_run(model_dir, rows, world, stage="all", steps=4, out=out, save_every=2)
+    except _Killed:
+        pass
+    finally:
+        checkpointing.save = real_save
+    return fsdp2_run(model_dir, rows, world, stage="all", steps=4, out=out, save_every=2)
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -148,7 +181,9 @@ def scenarios(model_dir, out: Path, world: int) -> dict:
     full = run_train(model_dir, out / "full", rows, micro=1, accum=accum, steps=4, lr=1e-2, eps=1e-8, clip=1.0)
     results["full"] = (_state(full["model"]), full["history"])
     results["resumed_losses"] = killed_and_resumed(model_dir, out / "resumed", rows, micro=1, accum=accum)
-    results["fsdp2_new_rows"] = fsdp2_new_rows(model_dir, rows, world)
+    results["fsdp2_new_rows"] = fsdp2_run(model_dir, rows, world)
+    results["fsdp2_full"] = fsdp2_run(model_dir, rows, world, stage="all", steps=4)
+    results["fsdp2_resumed"] = fsdp2_killed_and_resumed(model_dir, out / "fsdp2_resumed", rows, world)
     return results
 
 
@@ -237,6 +272,17 @@ def test_two_processes_equal_one(en_model_dir, tmp_path):
         assert torch.allclose(weights[NEW_IDS], plain["weights"][key][NEW_IDS], atol=1e-6), key
         assert not torch.equal(weights[NEW_IDS], init[key][NEW_IDS]), key
 
+    # FSDP2 kill -> resume through the loop's checkpointing (per-rank DCP shards of weights and AdamW states):
+    # the resumed run's steps 3-4 repeat the uninterrupted run's losses and weights.
+    assert (tmp_path / "two" / "fsdp2_resumed" / "checkpoints" / "step_00000004" / "sharded" / ".metadata").is_file()
+    for result in (two, one):
+        resumed, full = result["fsdp2_resumed"], result["fsdp2_full"]
+        assert len(resumed["losses"]) == len(full["losses"]) == 4
+        assert max(abs(a - b) for a, b in zip(resumed["losses"], full["losses"])) < 1e-6
+        assert all(n > 0 for n in resumed["grad_norms"])
+        assert max(float((resumed["weights"][k] - full["weights"][k]).abs().max()) for k in full["weights"]) < 1e-6
+    assert max(abs(a - b) for a, b in zip(two["fsdp2_full"]["losses"], one["fsdp2_full"]["losses"])) < 1e-6
+
     full_losses = [r["loss"] for r in one["full"][1]]
     assert len(two["resumed_losses"]) == len(one["resumed_losses"]) == 4
     assert max(abs(a - b) for a, b in zip(two["resumed_losses"], full_losses)) < 1e-6
@@ -257,6 +303,17 @@ def test_learning_rate_sequence_is_read_back_from_metrics(en_model_dir, tmp_path
     expected = [0.5e-3, 1e-3] + [1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * k / 18)) for k in range(18)]
     assert len(lrs) == 20
     assert all(abs(got - want) < 1e-12 for got, want in zip(lrs, expected)), lrs
+
+
+def test_the_loop_trains_with_the_lean_mlp(en_model_dir, tmp_path):
+    """The loop switches the model's SwiGLU MLPs to the variant that keeps 2 fewer [N, F] activations."""
+    from polyglot_llama.model.checkpoint import load_causal_lm
+    from polyglot_llama.train.swiglu import _lean_forward
+
+    result = train(load_causal_lm(en_model_dir), make_rows([3] * 2), collate_packed, causal_lm_step, tmp_path / "lean",
+                   loop=LoopConfig(max_steps=1, micro_batch_size=2), optim=OptimConfig(), schedule=ScheduleConfig())
+    layers = result["model"].model.layers
+    assert len(layers) > 0 and all(layer.mlp.forward.__func__ is _lean_forward for layer in layers)
 
 
 if __name__ == "__main__":
