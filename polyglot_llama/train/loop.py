@@ -307,7 +307,8 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
     if loop.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    use_lean_mlp(model)  # same math; the MLPs keep 2 fewer [N, F] activations each for the backward
+    if not deepspeed:  # ZeRO-3 gathers down_proj's weight in that module's own hooks, which the lean MLP skips
+        use_lean_mlp(model)  # same math; the MLPs keep 2 fewer [N, F] activations each for the backward
     names = _named_trainable(model, params)
     if not names:
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
