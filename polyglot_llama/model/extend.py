@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import yaml
 from tokenizers import Tokenizer
 
 from ..config import write_resolved_config
@@ -44,17 +45,18 @@ class ModelExtendConfig:
     """New rows: subword-mean rows fitted so the model predicts what the original predicts (distill), mean of the rows
     of the old pieces of each new token (subword-mean), mean of all old rows, or random."""
     init_text: list[str] = field(default_factory=list)
-    """init distill: target-language text (JSONL with ``text``, e.g. what `tokenizer extend` learnt from) the original
-    model is distilled on; empty: the new tokens' own spellings. Never the held-out text."""
-    init_steps: int = 40
-    """init distill: Adam steps on the new rows."""
+    """init distill: target-language text (JSONL with ``text``) the original model is distilled on; empty: the text
+    `tokenizer extend` learnt from (its resolved config in --tokenizer), else the new tokens' own spellings.
+    Never the held-out text."""
+    init_steps: int = 20
+    """init distill: Adam steps on the new rows (2 chunks of text each)."""
     init_lr: float = 1e-2
     """init distill: Adam learning rate."""
-    init_max_tokens: int = 6000
-    """init distill: at most this many old-tokenizer tokens of text are read (cost: one forward and backward of the
-    model over about init_steps x 4 chunks of init_chunk_chars characters)."""
-    init_chunk_chars: int = 300
-    """init distill: the text is cut into chunks of this many characters; 4 chunks make one step."""
+    init_max_tokens: int = 5000
+    """init distill: at most this many old-tokenizer tokens of text are read (cost: one forward of the model over
+    them, then a forward and backward over 2 chunks of init_chunk_chars characters per step)."""
+    init_chunk_chars: int = 150
+    """init distill: the text is cut into chunks of this many characters."""
     output: str = ""
     """Directory to write the extended model (weights, config, tokenizer files, new_tokens.json)."""
     pad_to_multiple_of: int = 0
@@ -139,15 +141,27 @@ def read_eval_text(cfg: ModelExtendConfig) -> dict[str, list[str]]:
     return dict(sorted(by_lang.items()))
 
 
+def tokenizer_training_text(tokenizer_dir: str) -> list[str]:
+    """The input files `tokenizer extend` learnt the new tokens from (its resolved config in the tokenizer
+    directory), when they all still exist; else []."""
+    file = Path(tokenizer_dir) / "tokenizer_extend.config.yaml"
+    try:
+        inputs = (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("input") or []
+        return [str(p) for p in inputs] if inputs and all(expand_inputs([str(p)]) for p in inputs) else []
+    except (OSError, yaml.YAMLError, UserError, AttributeError):
+        return []
+
+
 def distill_documents(cfg: ModelExtendConfig, old: Tokenizer, new: Tokenizer, added: list[int],
-                      pieces_of) -> list[tuple[list[int], list[int]]]:
-    """(old ids, new ids) of the text the distill init reads: chunks of ``init_text`` (``init_chunk_chars``
-    characters each), or, without it, the new tokens' own spellings 32 tokens at a time; at most
-    ``init_max_tokens`` old ids in all."""
+                      pieces_of) -> tuple[str, list[tuple[list[int], list[int]]]]:
+    """(source, [(old ids, new ids)]) of the text the distill init reads: chunks of ``init_text``
+    (``init_chunk_chars`` characters each), by default the text `tokenizer extend` learnt from; without either,
+    the new tokens' own spellings 32 tokens at a time; at most ``init_max_tokens`` old ids in all."""
     documents, budget = [], cfg.init_max_tokens
-    if cfg.init_text:
+    text = cfg.init_text or tokenizer_training_text(cfg.tokenizer)
+    if text:
         rejects = RejectCounter()
-        chunks = (record["text"][k:k + cfg.init_chunk_chars] for record in iter_records(expand_inputs(cfg.init_text), rejects)
+        chunks = (record["text"][k:k + cfg.init_chunk_chars] for record in iter_records(expand_inputs(text), rejects)
                   for k in range(0, len(record["text"]), cfg.init_chunk_chars))
         for chunk in chunks:
             if budget <= 0:
@@ -157,9 +171,9 @@ def distill_documents(cfg: ModelExtendConfig, old: Tokenizer, new: Tokenizer, ad
                 documents.append((old_ids, new_ids))
                 budget -= len(old_ids)
         if not documents:
-            raise UserError(f"{cfg.init_text}: no text to distil the new rows on ({rejects.count} records rejected: "
-                            f"{rejects.by_reason()}); give JSONL with a 'text' field")
-        return documents
+            raise UserError(f"{text}: no text to distil the new rows on ({rejects.count} records rejected: "
+                            f"{rejects.by_reason()}); give --init-text JSONL with a 'text' field")
+        return ", ".join(text), documents
     spelled = [i for i in added if pieces_of(i)]
     for k in range(0, len(spelled), 32):
         if budget <= 0:
@@ -167,7 +181,7 @@ def distill_documents(cfg: ModelExtendConfig, old: Tokenizer, new: Tokenizer, ad
         new_ids = spelled[k:k + 32]
         documents.append(([o for i in new_ids for o in pieces_of(i)], new_ids))
         budget -= len(documents[-1][0])
-    return documents
+    return "the new tokens' spellings", documents
 
 
 def run(cfg: ModelExtendConfig) -> dict:
@@ -218,9 +232,9 @@ def run(cfg: ModelExtendConfig) -> dict:
     if cfg.init == "distill":
         by_id = dict(zip(fresh, subwords))
         pieces_of = lambda i: [i] if i < old_size else (by_id.get(i) or [])  # noqa: E731
-        documents = distill_documents(cfg, old, new, added, pieces_of)
-        distilled = distill_new_rows(model, old_size, added, documents, pieces_of, context_token(old), cfg.init_steps,
-                                     cfg.init_lr, 4, generator)
+        source, documents = distill_documents(cfg, old, new, added, pieces_of)
+        distilled = {"text": source, **distill_new_rows(model, old_size, added, documents, pieces_of, context_token(old),
+                                                        cfg.init_steps, cfg.init_lr, 2, generator)}
         log.info("distill init: %s", distilled)
 
     record = {"old_vocab_size": old_size, "new_token_ids": added, "init": cfg.init, "tokenizer": str(cfg.tokenizer),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -25,15 +23,16 @@ def test_align_spans_maps_each_new_token_to_its_old_tokens():
     assert align_spans([7], [7, 12], lambda i: [] if i == 12 else [i]) is None  # a token without a spelling
 
 
-def test_distillation_loss_moves_the_spelling_mass_from_first_piece_to_new_token():
-    # 2 old tokens, 1 new (id 2). Position 0: next is the new token, p_old(spelling) = 0.3, first piece 0:
-    # target [0.6 - 0.3, 0.4, 0.3]; loss = -(0.3 ln 0.5 + 0.4 ln 0.25 + 0.3 ln 0.25) = 1.1783503.
-    # Position 1: next is old token 1, target = teacher [0.6, 0.4]: -(0.6 ln 0.5 + 0.4 ln 0.25) = 0.9704061.
+def test_distillation_loss_is_next_token_cross_entropy_plus_teacher_odds_among_old_tokens():
+    # 2 old tokens, 1 new (id 2); student q = [0.5, 0.25, 0.25], among old tokens [2/3, 1/3]; teacher [0.6, 0.4].
+    # Teacher term: -(0.6 ln 2/3 + 0.4 ln 1/3) = 0.6827240. Next tokens 2 and 0: -ln 0.25 = 1.3862944, -ln 0.5 = 0.6931472.
     student = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25]]).log()
     teacher = torch.tensor([[0.6, 0.4], [0.6, 0.4]])
-    spelling = torch.tensor([math.log(0.3), -math.inf])
-    loss = distillation_loss(student, teacher, spelling, torch.tensor([0, 0]), torch.tensor([2, 1]))
-    assert loss.item() == pytest.approx((1.1783503 + 0.9704061) / 2, abs=1e-6)
+    next_ids = torch.tensor([2, 0])
+    loss = distillation_loss(student, teacher, next_ids, teacher_weight=1.0)
+    assert loss.item() == pytest.approx((1.3862944 + 0.6931472) / 2 + 0.6827240, abs=1e-6)
+    half = distillation_loss(student, teacher, next_ids, teacher_weight=0.5)
+    assert half.item() == pytest.approx((1.3862944 + 0.6931472) / 2 + 0.5 * 0.6827240, abs=1e-6)
 
 
 def _tiny_pair(en_model_dir):
@@ -75,9 +74,29 @@ def test_model_extend_distills_by_default(en_model_dir, en_tokenizer_dir, tmp_pa
 
     text = write_jsonl(tmp_path / "ko.jsonl", [{"text": "바닷가 마을에서는 해가 뜨기 전에 배가 나간다. " * 6}] * 3)
     extend_tokenizer(TokenizerExtendConfig(base=str(en_tokenizer_dir), input=[text], new_tokens=20, output=str(tmp_path / "tok")))
+    # 3 records of 162 characters: 2 chunks each (init_chunk_chars 150)
     result = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "out"),
                                    init_text=[text], init_steps=3))
-    assert result["init"] == "distill" and result["distill"]["documents"] == 3 and result["distill"]["steps"] == 3
+    assert result["init"] == "distill" and result["distill"]["documents"] == 6 and result["distill"]["steps"] == 3
+    # Without --init-text: the text tokenizer extend learnt from (its resolved config), else the spellings.
+    default = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "d"),
+                                    init_steps=2))
+    assert default["distill"]["text"] == text and default["distill"]["documents"] == 6
+    (tmp_path / "tok" / "tokenizer_extend.config.yaml").unlink()
     spelled = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "sp"),
                                     init_steps=2))
-    assert spelled["distill"]["documents"] == 1  # 20 spellings, 32 to a document
+    assert spelled["distill"]["text"] == "the new tokens' spellings" and spelled["distill"]["documents"] == 1  # 20 tokens
+
+
+def test_teacher_state_is_the_original_model_after_the_old_tokens_before_each_new_token(en_model_dir):
+    from polyglot_llama.model.distill_init import _Document
+
+    model, old_size, spell = _tiny_pair(en_model_dir)
+    old_ids, new_ids = [20, 5, 6, 30, 7, 8, 9], [20, old_size, 30, old_size + 1]
+    with torch.no_grad():
+        doc = _Document(model, 1, old_ids, new_ids, align_spans(old_ids, new_ids, lambda i: spell.get(i, [i])), old_size)
+        # New token j starts at old position s (0, 1, 3, 4): the teacher has read the context id 1 and old_ids[:s].
+        for j, s in enumerate([0, 1, 3, 4]):
+            prefix = torch.tensor([[1] + old_ids[:s]])
+            assert torch.allclose(doc.teacher_hidden[j], model.base_model(input_ids=prefix).last_hidden_state[0, -1], atol=1e-5)
+    assert doc.student_in.tolist() == [[1] + new_ids] and doc.next_ids.tolist() == new_ids
