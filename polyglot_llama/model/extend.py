@@ -48,11 +48,11 @@ class ModelExtendConfig:
     """init distill: target-language text (JSONL with ``text``) the original model is distilled on; empty: the text
     `tokenizer extend` learnt from (its resolved config in --tokenizer), else the new tokens' own spellings.
     Never the held-out text."""
-    init_steps: int = 20
+    init_steps: int = 12
     """init distill: Adam steps on the new rows (2 chunks of text each)."""
-    init_lr: float = 1e-2
+    init_lr: float = 3e-3
     """init distill: Adam learning rate."""
-    init_max_tokens: int = 5000
+    init_max_tokens: int = 2500
     """init distill: at most this many old-tokenizer tokens of text are read (cost: one forward of the model over
     them, then a forward and backward over 2 chunks of init_chunk_chars characters per step)."""
     init_chunk_chars: int = 150
