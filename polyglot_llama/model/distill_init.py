@@ -29,7 +29,7 @@ import logging
 import torch
 
 log = logging.getLogger(__name__)
-TEACHER_WEIGHT = 1.0
+TEACHER_WEIGHT = 1.0  # 0 (data only) was worse on SmolLM2/Korean: 4.853 against 4.738 bits per byte at lr 1e-2
 
 
 def align_spans(old_ids: list[int], new_ids: list[int], pieces_of) -> list[tuple[int, int]] | None:
