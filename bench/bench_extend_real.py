@@ -1,6 +1,6 @@
 """Bits per byte on SmolLM2-135M-Instruct: original → `model extend` → N new-rows-only training steps.
 
-    python bench/bench_extend_real.py [--init distill] [--steps 100] [--seq-len 64] [--batch 4]
+    python bench/bench_extend_real.py [--init distill] [--steps 20] [--seq-len 64] [--batch 4] [--threads 2]
 
 Text: the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and, for init distill,
 to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real); training: Korean 1-40 with
@@ -38,7 +38,7 @@ def write(path: Path, rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--init", default="distill")
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
