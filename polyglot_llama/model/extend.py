@@ -1,7 +1,8 @@
 """`polyglot-llama model extend`: resize a model's input embeddings and LM head to an extended tokenizer.
 
 Old rows (ids of the model's own tokenizer) are copied bit for bit; rows of the new ids are initialised
-by `embedding_init` (``subword-mean`` by default); rows added only to reach ``pad_to_multiple_of`` get the
+by `embedding_init` (``distill`` by default: subword-mean rows fitted to the original model's predictions,
+`distill_init`); rows added only to reach ``pad_to_multiple_of`` get the
 mean of the old rows (no token maps to them; a multiple of 64 makes the LM-head matmul faster on GPUs).
 The output directory is a normal HF checkpoint plus ``new_tokens.json``, which continued pretraining reads
 to train only the new rows first.
@@ -19,14 +20,16 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import yaml
 from tokenizers import Tokenizer
 
 from ..config import write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, expand_inputs, iter_records
 from ..languages import normalize_language
-from .bits_per_byte import bits_per_byte
+from .bits_per_byte import bits_per_byte, context_token
 from .checkpoint import load_causal_lm, read_model_config, save_checkpoint
+from .distill_init import distill_new_rows
 from .embedding_init import LOGIT_OFFSET, logit_shift_direction, new_rows, old_subword_ids
 
 log = logging.getLogger(__name__)
@@ -38,8 +41,22 @@ class ModelExtendConfig:
     """Model directory (HF Llama checkpoint) whose tokenizer the new tokenizer extends."""
     tokenizer: str = ""
     """Extended tokenizer directory (from `polyglot-llama tokenizer extend`)."""
-    init: Literal["mean", "subword-mean", "random"] = "subword-mean"
-    """New rows: mean of the rows of the old pieces of each new token (subword-mean), mean of all old rows, or random."""
+    init: Literal["distill", "subword-mean", "mean", "random"] = "distill"
+    """New rows: subword-mean rows fitted so the model predicts what the original predicts (distill), mean of the rows
+    of the old pieces of each new token (subword-mean), mean of all old rows, or random."""
+    init_text: list[str] = field(default_factory=list)
+    """init distill: target-language text (JSONL with ``text``) the original model is distilled on; empty: the text
+    `tokenizer extend` learnt from (its resolved config in --tokenizer), else the new tokens' own spellings.
+    Never the held-out text."""
+    init_steps: int = 12
+    """init distill: Adam steps on the new rows (2 chunks of text each)."""
+    init_lr: float = 3e-3
+    """init distill: Adam learning rate."""
+    init_max_tokens: int = 2500
+    """init distill: at most this many old-tokenizer tokens of text are read (cost: one forward of the model over
+    them, then a forward and backward over 2 chunks of init_chunk_chars characters per step)."""
+    init_chunk_chars: int = 150
+    """init distill: the text is cut into chunks of this many characters."""
     output: str = ""
     """Directory to write the extended model (weights, config, tokenizer files, new_tokens.json)."""
     pad_to_multiple_of: int = 0
@@ -66,6 +83,8 @@ class ModelExtendConfig:
                 raise UserError(f"key '{key}' is required (model extend needs --model, --tokenizer and --output)")
         if self.eval_max_records < 1 or self.eval_max_chars < 1:
             raise UserError("keys 'eval_max_records' and 'eval_max_chars' must be at least 1")
+        if self.init_steps < 0 or self.init_lr <= 0 or self.init_max_tokens < 1 or self.init_chunk_chars < 1:
+            raise UserError("keys 'init_steps' (≥ 0), 'init_lr', 'init_max_tokens' and 'init_chunk_chars' (> 0) are out of range")
         if self.pad_to_multiple_of < 0:
             raise UserError(f"key 'pad_to_multiple_of' is {self.pad_to_multiple_of}; use 0 (no padding) or e.g. 64")
 
@@ -122,6 +141,49 @@ def read_eval_text(cfg: ModelExtendConfig) -> dict[str, list[str]]:
     return dict(sorted(by_lang.items()))
 
 
+def tokenizer_training_text(tokenizer_dir: str) -> list[str]:
+    """The input files `tokenizer extend` learnt the new tokens from (its resolved config in the tokenizer
+    directory), when they all still exist; else []."""
+    file = Path(tokenizer_dir) / "tokenizer_extend.config.yaml"
+    try:
+        inputs = (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("input") or []
+        return [str(p) for p in inputs] if inputs and all(expand_inputs([str(p)]) for p in inputs) else []
+    except (OSError, yaml.YAMLError, UserError, AttributeError):
+        return []
+
+
+def distill_documents(cfg: ModelExtendConfig, old: Tokenizer, new: Tokenizer, added: list[int],
+                      pieces_of) -> tuple[str, list[tuple[list[int], list[int]]]]:
+    """(source, [(old ids, new ids)]) of the text the distill init reads: chunks of ``init_text``
+    (``init_chunk_chars`` characters each), by default the text `tokenizer extend` learnt from; without either,
+    the new tokens' own spellings 32 tokens at a time; at most ``init_max_tokens`` old ids in all."""
+    documents, budget = [], cfg.init_max_tokens
+    text = cfg.init_text or tokenizer_training_text(cfg.tokenizer)
+    if text:
+        rejects = RejectCounter()
+        chunks = (record["text"][k:k + cfg.init_chunk_chars] for record in iter_records(expand_inputs(text), rejects)
+                  for k in range(0, len(record["text"]), cfg.init_chunk_chars))
+        for chunk in chunks:
+            if budget <= 0:
+                break
+            if chunk.strip():
+                old_ids, new_ids = old.encode(chunk, add_special_tokens=False).ids, new.encode(chunk, add_special_tokens=False).ids
+                documents.append((old_ids, new_ids))
+                budget -= len(old_ids)
+        if not documents:
+            raise UserError(f"{text}: no text to distil the new rows on ({rejects.count} records rejected: "
+                            f"{rejects.by_reason()}); give --init-text JSONL with a 'text' field")
+        return ", ".join(text), documents
+    spelled = [i for i in added if pieces_of(i)]
+    for k in range(0, len(spelled), 32):
+        if budget <= 0:
+            break
+        new_ids = spelled[k:k + 32]
+        documents.append(([o for i in new_ids for o in pieces_of(i)], new_ids))
+        budget -= len(documents[-1][0])
+    return "the new tokens' spellings", documents
+
+
 def run(cfg: ModelExtendConfig) -> dict:
     started = time.time()
     model_config = read_model_config(cfg.model, cfg.trust_remote_code)
@@ -160,16 +222,26 @@ def run(cfg: ModelExtendConfig) -> dict:
     pad = list(range(max(new_size, rows_before), rows_after))
     matrices = [(model.get_input_embeddings().weight, old_in)] + ([] if tied else [(model.get_output_embeddings().weight, old_out)])
     for k, (weight, old_rows) in enumerate(matrices):
-        rows = new_rows(old_rows, cfg.init, subwords, std, generator)
+        rows = new_rows(old_rows, "subword-mean" if cfg.init == "distill" else cfg.init, subwords, std, generator)
         if shift is not None and (tied or k == 1):  # the offset acts through the output rows
             rows += shift
         _fill(weight, old_size, new_size, rows)
         if pad:
             _fill(weight, pad[0], rows_after, new_rows(old_rows, "mean", [None] * len(pad), std, generator))
+    distilled = None
+    if cfg.init == "distill":
+        by_id = dict(zip(fresh, subwords))
+        pieces_of = lambda i: [i] if i < old_size else (by_id.get(i) or [])  # noqa: E731
+        source, documents = distill_documents(cfg, old, new, added, pieces_of)
+        distilled = {"text": source, **distill_new_rows(model, old_size, added, documents, pieces_of, context_token(old),
+                                                        cfg.init_steps, cfg.init_lr, 2, generator)}
+        log.info("distill init: %s", distilled)
 
     record = {"old_vocab_size": old_size, "new_token_ids": added, "init": cfg.init, "tokenizer": str(cfg.tokenizer),
               "base_tokenizer": str(old_dir), "new_vocab_size": new_size, "embedding_rows": rows_after,
               "pad_to_multiple_of": cfg.pad_to_multiple_of, "logit_offset": cfg.logit_offset}
+    if distilled is not None:
+        record["distill"] = distilled
     after = {lang: bits_per_byte(model, new, texts, cfg.eval_max_chars) for lang, texts in eval_text.items()}
     report = {lang: {"before": round(before[lang], 4), "after": round(after[lang], 4),
                      "change": f"{100 * (after[lang] / before[lang] - 1):+.1f}%"} for lang in eval_text}
@@ -182,5 +254,6 @@ def run(cfg: ModelExtendConfig) -> dict:
     return {"output": str(cfg.output), "old_vocab_size": old_size, "new_vocab_size": new_size, "new_tokens": len(added),
             "embedding_rows_before": rows_before, "embedding_rows": rows_after, "tied_embeddings": tied,
             "init": cfg.init, "logit_offset": cfg.logit_offset, "bits_per_byte": report,
+            **({"distill": distilled} if distilled is not None else {}),
             "model_type": model.config.model_type, "dtype": str(model.dtype).removeprefix("torch."),
             "seconds": round(time.time() - started, 2)}

@@ -52,7 +52,8 @@ def hand_subword_ids(piece: str, old_vocab: dict[str, int]) -> list[int] | None:
 def test_old_rows_identical_and_new_rows_are_subword_means(en_model_dir, tied_model_dir, en_tokenizer_dir,
                                                           ko_tokenizer_dir, tmp_path, tied):
     model_dir = tied_model_dir if tied else en_model_dir
-    result = run(ModelExtendConfig(model=str(model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out")))
+    result = run(ModelExtendConfig(model=str(model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out"),
+                                   init="subword-mean"))
     before, after = load_causal_lm(model_dir), load_causal_lm(tmp_path / "out")
     assert result["tied_embeddings"] is tied and result["embedding_rows"] == 812
     old_in, new_in = before.get_input_embeddings().weight, after.get_input_embeddings().weight
@@ -93,10 +94,10 @@ def test_mean_and_random_inits_and_padding(en_model_dir, ko_tokenizer_dir, tmp_p
 
 def test_output_loads_runs_and_records_new_ids(en_model_dir, ko_tokenizer_dir, tmp_path):
     run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out"),
-                          pad_to_multiple_of=64))
+                          pad_to_multiple_of=64, init_steps=1))
     record = json.loads((tmp_path / "out" / "new_tokens.json").read_text())
     assert record["old_vocab_size"] == 512 and record["new_token_ids"] == list(range(512, 812))
-    assert record["init"] == "subword-mean" and record["tokenizer"] == str(ko_tokenizer_dir)
+    assert record["init"] == "distill" and record["distill"]["steps"] == 1 and record["tokenizer"] == str(ko_tokenizer_dir)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
@@ -129,7 +130,8 @@ def test_mismatched_model_and_tokenizer_are_one_line_errors(en_model_dir, multi_
 
 def test_logit_offset_moves_new_token_logits_by_that_many_nats(en_model_dir, en_tokenizer_dir, ko_tokenizer_dir, tmp_path):
     for name, offset in (("plain", 0.0), ("offset", -5.0)):
-        run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / name), logit_offset=offset))
+        run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / name), logit_offset=offset,
+                              init="subword-mean"))
     plain, shifted = load_causal_lm(tmp_path / "plain"), load_causal_lm(tmp_path / "offset")
     old = Tokenizer.from_file(str(en_tokenizer_dir / "tokenizer.json"))
     new_vocab = Tokenizer.from_file(str(ko_tokenizer_dir / "tokenizer.json")).get_vocab()

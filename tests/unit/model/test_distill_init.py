@@ -1,0 +1,102 @@
+"""The distill initialisation: span alignment, the soft target (hand-computed), and the fit on a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polyglot_llama.model.distill_init import align_spans, distill_new_rows, distillation_loss
+from polyglot_llama.model.extend import ModelExtendConfig, run
+from polyglot_llama.model.checkpoint import load_causal_lm
+
+PIECES = {10: [1, 2], 11: [3, 4, 5]}  # new id -> the old ids it stands for
+
+
+def pieces_of(i: int) -> list[int]:
+    return PIECES.get(i, [i]) if i >= 10 else [i]
+
+
+def test_align_spans_maps_each_new_token_to_its_old_tokens():
+    assert align_spans([7, 1, 2, 3, 4, 5, 1], [7, 10, 11, 1], pieces_of) == [(0, 1), (1, 3), (3, 6), (6, 7)]
+    assert align_spans([7, 1, 3], [7, 10], pieces_of) is None  # 10 is 1 2, the text has 1 3
+    assert align_spans([7, 1, 2, 9], [7, 10], pieces_of) is None  # old ids left over
+    assert align_spans([7], [7, 12], lambda i: [] if i == 12 else [i]) is None  # a token without a spelling
+
+
+def test_distillation_loss_is_next_token_cross_entropy_plus_teacher_odds_among_old_tokens():
+    # 2 old tokens, 1 new (id 2); student q = [0.5, 0.25, 0.25], among old tokens [2/3, 1/3]; teacher [0.6, 0.4].
+    # Teacher term: -(0.6 ln 2/3 + 0.4 ln 1/3) = 0.6827240. Next tokens 2 and 0: -ln 0.25 = 1.3862944, -ln 0.5 = 0.6931472.
+    student = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25]]).log()
+    teacher = torch.tensor([[0.6, 0.4], [0.6, 0.4]])
+    next_ids = torch.tensor([2, 0])
+    loss = distillation_loss(student, teacher, next_ids, teacher_weight=1.0)
+    assert loss.item() == pytest.approx((1.3862944 + 0.6931472) / 2 + 0.6827240, abs=1e-6)
+    half = distillation_loss(student, teacher, next_ids, teacher_weight=0.5)
+    assert half.item() == pytest.approx((1.3862944 + 0.6931472) / 2 + 0.5 * 0.6827240, abs=1e-6)
+
+
+def _tiny_pair(en_model_dir):
+    """The tiny English model resized by 2 rows: id V = pieces (5, 6), id V + 1 = pieces (7, 8, 9)."""
+    model = load_causal_lm(en_model_dir)
+    old_size = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(old_size + 2, mean_resizing=False)
+    spell = {old_size: [5, 6], old_size + 1: [7, 8, 9]}
+    with torch.no_grad():
+        for i, ids in spell.items():
+            model.get_input_embeddings().weight[i] = model.get_input_embeddings().weight[ids].mean(0)
+            model.get_output_embeddings().weight[i] = model.get_output_embeddings().weight[ids].mean(0)
+    return model, old_size, spell
+
+
+def test_distill_fits_only_new_rows_and_lowers_the_loss(en_model_dir):
+    model, old_size, spell = _tiny_pair(en_model_dir)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    new = [old_size, old_size + 1]
+    old_ids = [20, 5, 6, 30, 7, 8, 9, 5, 6, 40] * 3
+    new_ids = [20, new[0], 30, new[1], new[0], 40] * 3
+    documents = [(old_ids, new_ids)] * 2 + [([5, 7], [new[0]])]  # the last does not align and is skipped
+    summary = distill_new_rows(model, old_size, new, documents, lambda i: spell.get(i, [i]), 1, steps=15, lr=0.05,
+                               batch_documents=2, generator=torch.Generator().manual_seed(0))
+    assert summary["documents"] == 2 and summary["positions"] == 36 and summary["loss_last"] < summary["loss_first"] - 0.003
+    after = model.state_dict()
+    for key, value in before.items():
+        if key.endswith(("embed_tokens.weight", "lm_head.weight")):
+            assert torch.equal(after[key][:old_size], value[:old_size]), key  # old rows bit-identical
+            assert not torch.equal(after[key][old_size:], value[old_size:]), key  # new rows fitted
+        else:
+            assert torch.equal(after[key], value), key  # the body is not trained
+    assert all(p.requires_grad for p in model.parameters())  # the caller's flags are restored
+
+
+def test_model_extend_distills_by_default(en_model_dir, en_tokenizer_dir, tmp_path):
+    from polyglot_test_utils import write_jsonl
+    from polyglot_llama.tokenizer.extend import TokenizerExtendConfig, run as extend_tokenizer
+
+    text = write_jsonl(tmp_path / "ko.jsonl", [{"text": "바닷가 마을에서는 해가 뜨기 전에 배가 나간다. " * 6}] * 3)
+    extend_tokenizer(TokenizerExtendConfig(base=str(en_tokenizer_dir), input=[text], new_tokens=20, output=str(tmp_path / "tok")))
+    # 3 records of 162 characters: 2 chunks each (init_chunk_chars 150)
+    result = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "out"),
+                                   init_text=[text], init_steps=3))
+    assert result["init"] == "distill" and result["distill"]["documents"] == 6 and result["distill"]["steps"] == 3
+    # Without --init-text: the text tokenizer extend learnt from (its resolved config), else the spellings.
+    default = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "d"),
+                                    init_steps=2))
+    assert default["distill"]["text"] == text and default["distill"]["documents"] == 6
+    (tmp_path / "tok" / "tokenizer_extend.config.yaml").unlink()
+    spelled = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "sp"),
+                                    init_steps=2))
+    assert spelled["distill"]["text"] == "the new tokens' spellings" and spelled["distill"]["documents"] == 1  # 20 tokens
+
+
+def test_teacher_state_is_the_original_model_after_the_old_tokens_before_each_new_token(en_model_dir):
+    from polyglot_llama.model.distill_init import _Document
+
+    model, old_size, spell = _tiny_pair(en_model_dir)
+    old_ids, new_ids = [20, 5, 6, 30, 7, 8, 9], [20, old_size, 30, old_size + 1]
+    with torch.no_grad():
+        doc = _Document(model, 1, old_ids, new_ids, align_spans(old_ids, new_ids, lambda i: spell.get(i, [i])), old_size)
+        # New token j starts at old position s (0, 1, 3, 4): the teacher has read the context id 1 and old_ids[:s].
+        for j, s in enumerate([0, 1, 3, 4]):
+            prefix = torch.tensor([[1] + old_ids[:s]])
+            assert torch.allclose(doc.teacher_hidden[j], model.base_model(input_ids=prefix).last_hidden_state[0, -1], atol=1e-5)
+    assert doc.student_in.tolist() == [[1] + new_ids] and doc.next_ids.tolist() == new_ids
