@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed copy
+from _checkout import use_checkout
+
+ROOT = use_checkout()
 REAL = Path.home() / ".cache" / "polyglot_llama" / "real" / "smollm2"
 SAMPLE = ROOT / "polyglot_llama" / "resources" / "sample_text"
 TRAIN, HELD_OUT, CHARS = 40, 8, 200
