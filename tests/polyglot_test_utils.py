@@ -6,6 +6,8 @@ import json
 import random
 from pathlib import Path
 
+from datatrove.utils.word_tokenizers import WordTokenizer
+
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "polyglot_llama" / "resources" / "sample_text"
 
 
@@ -17,6 +19,20 @@ def sample_records(lang: str) -> list[dict]:
 
 def sample_texts(lang: str) -> list[str]:
     return [r["text"] for r in sample_records(lang)]
+
+
+class SpaceWords(WordTokenizer):
+    """A word tokenizer that splits at single spaces only, so a filter test can hand datatrove's filter and
+    ours any word list it likes."""
+
+    def word_tokenize(self, text):
+        return [w for w in text.split(" ") if w]
+
+    def sent_tokenize(self, text):
+        return [text]
+
+    def span_tokenize(self, text):
+        return [(0, len(text))]
 
 
 def train_sample_tokenizer(directory: Path, langs: list[str], vocab_size: int) -> Path:

@@ -59,8 +59,9 @@ class _Killed(Exception):
     pass
 
 
-def killed_and_resumed(model_dir, out, rows, micro: int, accum: int) -> list[float]:
-    """4 steps, killed right after the step-2 checkpoint, then resumed: the logged losses of steps 1-4."""
+def killed_after_first_save(run) -> None:
+    """Call ``run()`` with the loop's checkpoint save raising right after it wrote its files (a kill -9 at
+    that point leaves the same directory), then put the real save back."""
     real_save = checkpointing.save
 
     def save_then_die(*args, **kwargs):
@@ -69,11 +70,16 @@ def killed_and_resumed(model_dir, out, rows, micro: int, accum: int) -> list[flo
 
     checkpointing.save = save_then_die
     try:
-        run_train(model_dir, out, rows, micro, accum, 4, save_every=2, lr=1e-2, eps=1e-8, clip=1.0)
+        run()
     except _Killed:
         pass
     finally:
         checkpointing.save = real_save
+
+
+def killed_and_resumed(model_dir, out, rows, micro: int, accum: int) -> list[float]:
+    """4 steps, killed right after the step-2 checkpoint, then resumed: the logged losses of steps 1-4."""
+    killed_after_first_save(lambda: run_train(model_dir, out, rows, micro, accum, 4, save_every=2, lr=1e-2, eps=1e-8, clip=1.0))
     run_train(model_dir, out, rows, micro, accum, 4, save_every=2, lr=1e-2, eps=1e-8, clip=1.0)
     return [json.loads(line)["loss"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
@@ -145,19 +151,7 @@ def fsdp2_run(model_dir, rows, world: int, *, stage: str = "new_embeddings", ste
 
 def fsdp2_killed_and_resumed(model_dir, out: Path, rows, world: int) -> dict:
     """4 steps of a full-parameter stage, killed right after the step-2 checkpoint, then resumed."""
-    real_save = checkpointing.save
-
-    def save_then_die(*args, **kwargs):
-        path = real_save(*args, **kwargs)
-        raise _Killed(path)
-
-    checkpointing.save = save_then_die
-    try:
-        fsdp2_run(model_dir, rows, world, stage="all", steps=4, out=out, save_every=2)
-    except _Killed:
-        pass
-    finally:
-        checkpointing.save = real_save
+    killed_after_first_save(lambda: fsdp2_run(model_dir, rows, world, stage="all", steps=4, out=out, save_every=2))
     return fsdp2_run(model_dir, rows, world, stage="all", steps=4, out=out, save_every=2)
 
 

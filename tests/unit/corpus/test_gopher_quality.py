@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import random
 
+import real_text
 from datatrove.data import Document
 from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
-from datatrove.utils.word_tokenizers import WordTokenizer
+from polyglot_test_utils import SpaceWords, sample_texts
 
-import real_text
-from polyglot_test_utils import sample_texts
 from polyglot_llama.corpus.gopher_quality import FastGopherQualityFilter
 from polyglot_llama.corpus.words import word_tokenizer
-
-
-class _Spaces(WordTokenizer):
-    """Splits at single spaces only, so a test can hand the filter any word list it likes."""
-
-    def word_tokenize(self, text):
-        return [w for w in text.split(" ") if w]
-
-    def sent_tokenize(self, text):
-        return [text]
-
-    def span_tokenize(self, text):
-        return [(0, len(text))]
 
 
 def _same(language, texts, **params):
@@ -58,7 +44,7 @@ def test_same_decisions_as_datatrove_on_random_documents():
                       max_ellipsis_lines_ratio=rng.choice([0, 0.4 * scale]),
                       max_non_alpha_words_ratio=rng.choice([0, 0.8 * scale]), min_stop_words=rng.choice([0, 2, 4]),
                       stop_words=["the", "of", "and", "의"])
-        outcomes.update(_same(_Spaces(), [text], **params))
+        outcomes.update(_same(SpaceWords(), [text], **params))
     # every rule decided some document: the comparison covered each branch, not just the first
     assert outcomes >= {True, "gopher_short_doc", "gopher_long_doc", "gopher_below_avg_threshold",
                         "gopher_above_avg_threshold", "gopher_too_many_hashes", "gopher_too_many_ellipsis",

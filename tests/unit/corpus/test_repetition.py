@@ -6,24 +6,10 @@ import random
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
-from datatrove.utils.word_tokenizers import WordTokenizer
+from polyglot_test_utils import SpaceWords, sample_texts
 
-from polyglot_test_utils import sample_texts
 from polyglot_llama.corpus.repetition import FastGopherRepetitionFilter
 from polyglot_llama.corpus.words import word_tokenizer
-
-
-class _Spaces(WordTokenizer):
-    """Splits at single spaces only, so a test can hand the filter any word list it likes."""
-
-    def word_tokenize(self, text):
-        return [w for w in text.split(" ") if w]
-
-    def sent_tokenize(self, text):
-        return [text]
-
-    def span_tokenize(self, text):
-        return [(0, len(text))]
 
 
 def _both(language, **params):
@@ -43,7 +29,7 @@ def test_same_decisions_as_datatrove_on_random_repetitive_documents():
                       dup_line_char_frac=rng.choice([0, 0.2 * scale]), dup_para_char_frac=0.2 * scale,
                       top_n_grams=((2, 0.2 * scale * top), (3, 0.18 * scale * top), (4, 0.16 * scale * top)),
                       dup_n_grams=tuple((n, (0.2 - 0.01 * n) * scale) for n in range(5, 11)))
-        reference, fast = _both(_Spaces(), **params)
+        reference, fast = _both(SpaceWords(), **params)
         doc = Document(text=text, id=str(trial))
         expected = reference.filter(doc)
         assert fast.filter(doc) == expected, (text, params)
