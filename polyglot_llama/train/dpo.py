@@ -44,26 +44,14 @@ from .dpo_metrics import preference_metrics, summarize_rewards, token_kl_to_refe
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, StepOutput, distributed_state, save_final, train
 from .loop import resolve_grad_accum as shared_resolve_grad_accum
 from .losses import dpo_loss, ipo_loss, sequence_logprobs
-from .reward_data import UNKNOWN_LANG, check_pair_data, describe, load_pairs, split_validation
+from .reward_data import PairDataConfig, describe, load_pairs, split_validation
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DPODataConfig:
-    train: list[str] = field(default_factory=list)
-    """Preference pairs (JSONL/Parquet globs) in the `reward` stage's format: prompt, chosen, rejected, optional lang, strength, safety tags."""
-    validation: list[str] = field(default_factory=list)
-    """Held-out pairs for per-language reward accuracy; empty: hold out validation_fraction of each language."""
-    validation_fraction: float = 0.05
-    """Share of each language's pairs held out when no validation files are given."""
-    default_lang: str = UNKNOWN_LANG
-    """Language of pairs without a lang key."""
-    max_length: int = 0
-    """Longest prompt + response in tokens; longer pairs are skipped and counted (0 = the model's context)."""
-
-    def __post_init__(self):
-        check_pair_data(self)
+class DPODataConfig(PairDataConfig):
+    """Preference pairs in the `reward` stage's format; validation pairs give per-language reward accuracy."""
 
 
 @dataclass

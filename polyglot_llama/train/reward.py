@@ -33,31 +33,20 @@ from ..model.reward_model import (REWARD_CONFIG_FILE, build_reward_model, contex
                                   prepare_tokenizer, sequence_scores)
 from .loop import LoopConfig, OptimConfig, ScheduleConfig, StepOutput, save_final, train
 from .losses import REWARD_MARGINS, reward_margin_loss
-from .reward_data import (UNKNOWN_LANG, MixSource, check_pair_data, collate_pairs, describe, encode_pairs, load_pairs,
-                          mix_pairs, split_validation)
+from .reward_data import (MixSource, PairDataConfig, collate_pairs, describe, encode_pairs, load_pairs, mix_pairs,
+                          split_validation)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class RewardDataConfig:
+class RewardDataConfig(PairDataConfig):
     train: list[str] = field(default_factory=list)
     """Primary preference pairs (JSONL/Parquet globs), all used: helpfulness data for the helpfulness RM, safety data for the safety RM."""
     is_safety: bool = False
     """Tag primary pairs that have no is_safety key as safety pairs."""
     mix: list[MixSource] = field(default_factory=list)
     """Other sources sampled into the mixture as a share of it, e.g. safety RM: [{files: [helpful/*.jsonl], share: 0.1}]; helpfulness RM: [{files: [safety/*.jsonl, open/*.jsonl], share: 0.5}]."""
-    validation: list[str] = field(default_factory=list)
-    """Held-out pairs for per-language accuracy; empty: hold out validation_fraction of each language."""
-    validation_fraction: float = 0.05
-    """Share of each language's pairs held out when no validation files are given."""
-    default_lang: str = UNKNOWN_LANG
-    """Language of pairs without a lang key."""
-    max_length: int = 0
-    """Longest prompt + response in tokens; longer pairs are skipped and counted (0 = the model's context)."""
-
-    def __post_init__(self):
-        check_pair_data(self)
 
 
 @dataclass

@@ -174,14 +174,28 @@ def load_pairs(globs: list[str], rejects: RejectCounter, source: str = "", defau
     return pairs
 
 
-def check_pair_data(data) -> None:
-    """The checks the `reward` and `dpo` data sections share (train files, held-out share, max_length)."""
-    if not data.train:
-        raise UserError("key 'data.train' is required: globs of preference-pair files (prompt/chosen/rejected)")
-    if not 0 <= data.validation_fraction < 1:
-        raise UserError(f"key 'data.validation_fraction' is {data.validation_fraction}; it must be in [0, 1)")
-    if data.max_length < 0:
-        raise UserError(f"key 'data.max_length' is {data.max_length}; give a token count or 0 for the model's context")
+@dataclass
+class PairDataConfig:
+    """The data section the `reward` and `dpo` stages share: preference-pair files and the held-out split."""
+
+    train: list[str] = field(default_factory=list)
+    """Preference pairs (JSONL/Parquet globs): prompt, chosen, rejected, optional lang, strength, safety tags."""
+    validation: list[str] = field(default_factory=list)
+    """Held-out pairs for per-language accuracy; empty: hold out validation_fraction of each language."""
+    validation_fraction: float = 0.05
+    """Share of each language's pairs held out when no validation files are given."""
+    default_lang: str = UNKNOWN_LANG
+    """Language of pairs without a lang key."""
+    max_length: int = 0
+    """Longest prompt + response in tokens; longer pairs are skipped and counted (0 = the model's context)."""
+
+    def __post_init__(self):
+        if not self.train:
+            raise UserError("key 'data.train' is required: globs of preference-pair files (prompt/chosen/rejected)")
+        if not 0 <= self.validation_fraction < 1:
+            raise UserError(f"key 'data.validation_fraction' is {self.validation_fraction}; it must be in [0, 1)")
+        if self.max_length < 0:
+            raise UserError(f"key 'data.max_length' is {self.max_length}; give a token count or 0 for the model's context")
 
 
 # ------------------------------------------------------------------------------------------- mixtures

@@ -149,3 +149,19 @@ def test_reward_config_mixture_and_holdout(tmp_path):
     assert len(everything) == 100 and len(validation) == 10          # 10 % of each language: 9 ko + 1 en
     assert sum(p.is_safety for p in everything) == 90 and all(p.is_safety == (p.lang == "ko") for p in everything)
     assert sorted(p.lang for p in validation) == ["en"] + ["ko"] * 9
+
+
+@pytest.mark.parametrize("section", ["reward", "dpo"])
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"train": []}, "key 'data.train' is required"),
+    ({"validation_fraction": 1.0}, "key 'data.validation_fraction' is 1.0; it must be in [0, 1)"),
+    ({"max_length": -1}, "key 'data.max_length' is -1; give a token count or 0 for the model's context"),
+])
+def test_reward_and_dpo_data_sections_refuse_the_same_bad_values(section, overrides, message):
+    from polyglot_llama.train.dpo import DPODataConfig
+    from polyglot_llama.train.reward import RewardDataConfig
+
+    config = RewardDataConfig if section == "reward" else DPODataConfig
+    with pytest.raises(UserError) as error:
+        config(**{"train": ["pairs.jsonl"], **overrides})
+    assert str(error.value).startswith(message)
