@@ -242,6 +242,11 @@ def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, 
     return from_dict(cls, data, where=str(path) if path else "command line")
 
 
+def resolved_config_path(directory: str | Path, stage: str) -> Path:
+    """Where `write_resolved_config` puts a stage's resolved config: ``DIR/<stage>.config.yaml``."""
+    return Path(directory) / f"{stage.replace(' ', '_')}.config.yaml"
+
+
 def write_resolved_config(cfg: Any, directory: str | Path, stage: str) -> Path:
     """Write the fully resolved config as ``DIR/<stage>.config.yaml`` so the run can be repeated exactly.
 
@@ -249,7 +254,7 @@ def write_resolved_config(cfg: Any, directory: str | Path, stage: str) -> Path:
     output is a `UserError`, so no stage resumes or reuses another run's state.
     """
     fingerprint.claim(to_dict(cfg), directory, stage)
-    path = Path(directory) / f"{stage.replace(' ', '_')}.config.yaml"
+    path = resolved_config_path(directory, stage)
     header = f"# Resolved config of `polyglot-llama {stage}`; rerun with: polyglot-llama {stage} --config {path.name}\n"
     body = yaml.safe_dump({"stage": stage, **to_dict(cfg)}, sort_keys=False, allow_unicode=True)
     write_text(path, header + body)

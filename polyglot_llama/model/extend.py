@@ -23,7 +23,7 @@ import torch
 import yaml
 from tokenizers import Tokenizer
 
-from ..config import write_resolved_config
+from ..config import resolved_config_path, write_resolved_config
 from ..errors import UserError
 from ..io import RejectCounter, expand_inputs, iter_records
 from ..languages import normalize_language
@@ -144,7 +144,7 @@ def read_eval_text(cfg: ModelExtendConfig) -> dict[str, list[str]]:
 def tokenizer_training_text(tokenizer_dir: str) -> list[str]:
     """The input files `tokenizer extend` learnt the new tokens from (its resolved config in the tokenizer
     directory), when they all still exist; else []."""
-    file = Path(tokenizer_dir) / "tokenizer_extend.config.yaml"
+    file = resolved_config_path(tokenizer_dir, "tokenizer extend")
     try:
         inputs = (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("input") or []
         return [str(p) for p in inputs] if inputs and all(expand_inputs([str(p)]) for p in inputs) else []
