@@ -83,8 +83,11 @@ class ModelExtendConfig:
                 raise UserError(f"key '{key}' is required (model extend needs --model, --tokenizer and --output)")
         if self.eval_max_records < 1 or self.eval_max_chars < 1:
             raise UserError("keys 'eval_max_records' and 'eval_max_chars' must be at least 1")
-        if self.init_steps < 0 or self.init_lr <= 0 or self.init_max_tokens < 1 or self.init_chunk_chars < 1:
-            raise UserError("keys 'init_steps' (≥ 0), 'init_lr', 'init_max_tokens' and 'init_chunk_chars' (> 0) are out of range")
+        if self.init_steps < 0:
+            raise UserError(f"key 'init_steps' is {self.init_steps}; give 0 (subword-mean rows, no fitting) or more")
+        for key in ("init_lr", "init_max_tokens", "init_chunk_chars"):
+            if not getattr(self, key) > 0:
+                raise UserError(f"key '{key}' is {getattr(self, key)}; it must be positive")
         if self.pad_to_multiple_of < 0:
             raise UserError(f"key 'pad_to_multiple_of' is {self.pad_to_multiple_of}; use 0 (no padding) or e.g. 64")
 

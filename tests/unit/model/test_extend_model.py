@@ -142,3 +142,15 @@ def test_logit_offset_moves_new_token_logits_by_that_many_nats(en_model_dir, en_
         old_diff = shifted(ids).logits[0, :, :512] - plain(ids).logits[0, :, :512]
     assert diff.mean().item() == pytest.approx(-5.0, rel=0.05)  # fitted on all windows, checked on the first
     assert torch.equal(old_diff, torch.zeros_like(old_diff))  # old tokens' logits untouched (untied head)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("init_steps", -1, "key 'init_steps' is -1; give 0 (subword-mean rows, no fitting) or more"),
+    ("init_lr", 0.0, "key 'init_lr' is 0.0; it must be positive"),
+    ("init_max_tokens", 0, "key 'init_max_tokens' is 0; it must be positive"),
+    ("init_chunk_chars", -5, "key 'init_chunk_chars' is -5; it must be positive"),
+])
+def test_distill_settings_out_of_range_name_their_key(key, value, message):
+    with pytest.raises(UserError) as error:
+        ModelExtendConfig(model="m", tokenizer="t", output="o", **{key: value})
+    assert str(error.value) == message
