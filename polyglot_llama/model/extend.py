@@ -156,8 +156,8 @@ def tokenizer_training_text(tokenizer_dir: str) -> list[str]:
 
 
 def distill_documents(cfg: ModelExtendConfig, old: Tokenizer, new: Tokenizer, added: list[int],
-                      pieces_of) -> tuple[str, list[tuple[list[int], list[int]]]]:
-    """(source, [(old ids, new ids)]) of the text the distill init reads: chunks of ``init_text``
+                      pieces_of) -> tuple[str, list[tuple[list[int], list[int]]], int]:
+    """(source, [(old ids, new ids)], records rejected) of the text the distill init reads: chunks of ``init_text``
     (``init_chunk_chars`` characters each), by default the text `tokenizer extend` learnt from; without either,
     the new tokens' own spellings 32 tokens at a time; at most ``init_max_tokens`` old ids in all."""
     documents, budget = [], cfg.init_max_tokens
@@ -176,7 +176,7 @@ def distill_documents(cfg: ModelExtendConfig, old: Tokenizer, new: Tokenizer, ad
         if not documents:
             raise UserError(f"{text}: no text to distil the new rows on ({rejects.count} records rejected: "
                             f"{rejects.by_reason()}); give --init-text JSONL with a 'text' field")
-        return ", ".join(text), documents
+        return ", ".join(text), documents, rejects.count
     spelled = [i for i in added if pieces_of(i)]
     for k in range(0, len(spelled), 32):
         if budget <= 0:
@@ -184,7 +184,7 @@ def distill_documents(cfg: ModelExtendConfig, old: Tokenizer, new: Tokenizer, ad
         new_ids = spelled[k:k + 32]
         documents.append(([o for i in new_ids for o in pieces_of(i)], new_ids))
         budget -= len(documents[-1][0])
-    return "the new tokens' spellings", documents
+    return "the new tokens' spellings", documents, 0
 
 
 def run(cfg: ModelExtendConfig) -> dict:
@@ -235,8 +235,8 @@ def run(cfg: ModelExtendConfig) -> dict:
     if cfg.init == "distill":
         by_id = dict(zip(fresh, subwords))
         pieces_of = lambda i: [i] if i < old_size else (by_id.get(i) or [])  # noqa: E731
-        source, documents = distill_documents(cfg, old, new, added, pieces_of)
-        distilled = {"text": source, **distill_new_rows(model, old_size, added, documents, pieces_of, context_token(old),
+        source, documents, rejected = distill_documents(cfg, old, new, added, pieces_of)
+        distilled = {"text": source, "rejected_records": rejected, **distill_new_rows(model, old_size, added, documents, pieces_of, context_token(old),
                                                         cfg.init_steps, cfg.init_lr, 2, generator)}
         log.info("distill init: %s", distilled)
 

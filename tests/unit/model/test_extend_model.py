@@ -154,3 +154,13 @@ def test_distill_settings_out_of_range_name_their_key(key, value, message):
     with pytest.raises(UserError) as error:
         ModelExtendConfig(model="m", tokenizer="t", output="o", **{key: value})
     assert str(error.value) == message
+
+
+def test_distill_counts_the_init_text_records_it_could_not_read(en_model_dir, ko_tokenizer_dir, tmp_path):
+    from polyglot_test_utils import sample_texts
+
+    text = tmp_path / "ko_init.jsonl"
+    text.write_text(json.dumps({"text": sample_texts("ko")[0]}, ensure_ascii=False) + "\n{not json\n", encoding="utf-8")
+    result = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out"),
+                                   init_text=[str(text)], init_steps=1))
+    assert result["distill"]["text"] == str(text) and result["distill"]["rejected_records"] == 1
