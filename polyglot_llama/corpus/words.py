@@ -23,8 +23,8 @@ language, and what MinHash shingles use (near-duplicate detection needs no morph
 FineWeb-2's thresholds assume real words: with one token per Hangul syllable the Korean constitution's
 5-gram duplicate share is 0.240 (limit 0.201), with Kiwi's words 0.037.
 
-`EojeolKiwiTokenizer` (``segmenter: datatrove_eojeol``, opt-in) is Kiwi with the same model, run on each
-whitespace-delimited word (eojeol) on its own and memoised across documents. Kiwi ``sbg`` costs 50-90 ms
+`EojeolKiwiTokenizer` (``segmenter: datatrove_eojeol``, the default of data_recipes/ko.yaml) is Kiwi with
+the same model, run on each whitespace-delimited word (eojeol) on its own and memoised across documents. Kiwi ``sbg`` costs 50-90 ms
 of CPU per 1,000 characters of Korean (140-170 fastText predictions); a cached eojeol costs a dict lookup.
 It is not FineWeb-2's segmentation: without the neighbouring words Kiwi splits some eojeols differently
 (따뜻한 stays whole, 오늘날 becomes 오늘 + 날), about 2 % of the words; docs/corpus.md has the measured
