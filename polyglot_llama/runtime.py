@@ -84,13 +84,18 @@ def canonical_name(name: str) -> str:
     return name[len("module."):] if name.startswith("module.") else name
 
 
-def is_sharded(model: nn.Module) -> bool:
-    """True when ``model``'s weights are split over ranks (FSDP2 or ZeRO-3), so every forward is collective."""
+def is_fsdp2(model: nn.Module) -> bool:
+    """Whether ``model`` (or a submodule) was sharded with torch's ``fully_shard``."""
     from torch.distributed.fsdp import FSDPModule
 
+    return any(isinstance(m, FSDPModule) for m in model.modules())
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """True when ``model``'s weights are split over ranks (FSDP2 or ZeRO-3), so every forward is collective."""
     if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
         return False
-    return any(isinstance(m, FSDPModule) for m in model.modules()) or any(hasattr(p, "ds_id") for p in model.parameters())
+    return is_fsdp2(model) or any(hasattr(p, "ds_id") for p in model.parameters())
 
 
 def input_device(model: nn.Module) -> torch.device:

@@ -4,7 +4,7 @@ Single-process and DDP runs write ``model.safetensors`` (full state), ``optimize
 ``torch.load(weights_only=True)``), ``rng.pt`` and ``state.json`` (step and metric history). A model sharded
 with FSDP2 (``fully_shard``, as accelerate's FSDP plugin applies it) writes its model and AdamW states with
 ``torch.distributed.checkpoint`` into ``sharded/``: every rank writes only its own shards, nothing is gathered,
-and a run resumes on the same or another process count. DeepSpeed runs hand the model/optimizer part to
+and a run resumes from them (tested on the same process count). DeepSpeed runs hand the model/optimizer part to
 accelerate's ``save_state``/``load_state``. A checkpoint directory is written under a temporary name and
 renamed when complete, so a run killed mid-save resumes from the previous one.
 """
@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import UserError
 from ..model.checkpoint import tied_duplicate_keys
+from ..runtime import is_fsdp2
 
 PREFIX = "step_"
 
@@ -42,13 +44,6 @@ def is_sharded(accelerator) -> bool:
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-
-
-def is_fsdp2(model) -> bool:
-    """Whether ``model`` (or a submodule) was sharded with torch's ``fully_shard``."""
-    from torch.distributed.fsdp import FSDPModule
-
-    return any(isinstance(m, FSDPModule) for m in model.modules())
 
 
 def _save_sharded(directory: Path, model, optimizer) -> None:
@@ -126,7 +121,7 @@ def load(path: Path, model, optimizer, accelerator=None) -> dict:
     state = json.loads((path / "state.json").read_text())
     if (path / "sharded").is_dir():
         if not is_fsdp2(model):
-            raise RuntimeError(f"{path}: a sharded (FSDP2) checkpoint; resume it under the FSDP launch config that wrote it")
+            raise UserError(f"{path}: a sharded (FSDP2) checkpoint; resume it under the FSDP launch config that wrote it")
         _load_sharded(path / "sharded", model, optimizer)
     elif accelerator is not None:
         accelerator.load_state(str(path / "accelerate"))
