@@ -61,12 +61,12 @@ REJECTED = {
               ("orchid-007", "orchid-045", "orchid-039", "orchid-047", "orchid-043")},
            **{i: (ALPHA, "0.853-0.897 [0.9]: technical papers with formulae, measurements, numbered lists") for i in
               ("orchid-008", "orchid-030", "orchid-034", "orchid-037", "orchid-046")},
-           "orchid-025": (DUP5, "0.199 [0.185]: a record layout, 'Field n ... ตัวแปรชนิด string ขนาด n ตัวอักษร' "
-                                "32 times")},
-    "de": {"bundestag-1995-11-30-308": (DUP6, "0.151 [0.134]: the chair's formulas ('Sind Sie damit "
-                                              "einverstanden?', 'an die ... aufgeführten Ausschüsse') repeated"),
-           "bundestag-2018-04-27-122": (DUP5, "0.1412 [0.141] (6-grams 0.180 [0.134]): the chair reads the same list of four "
-                                              "committees twice")},
+           "orchid-025": (DUP5, ("0.199 [0.185]: a record layout, 'Field n ... ตัวแปรชนิด string ขนาด n ตัวอักษร' "
+                                 "32 times"))},
+    "de": {"bundestag-1995-11-30-308": (DUP6, ("0.151 [0.134]: the chair's formulas ('Sind Sie damit "
+                                               "einverstanden?', 'an die ... aufgeführten Ausschüsse') repeated")),
+           "bundestag-2018-04-27-122": (DUP5, ("0.1412 [0.141] (6-grams 0.180 [0.134]): the chair reads the same "
+                                               "list of four committees twice"))},
     # FineWeb's line rule on a speech stored as one line: its only line ends in a closing quotation mark, not in
     # . ! ? (0 of 1 lines, limit 0.12). Not junk; the share of prose kept stays at 57/60.
     "en": {i: ("fineweb_quality:line_punct_ratio", "0.0 [0.12]: one line, ending in a quotation mark") for i in
