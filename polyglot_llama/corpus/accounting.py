@@ -11,6 +11,7 @@ Every rejected document is written to ``DIR/rejected/<step>/<rank>.jsonl.gz`` wi
 from __future__ import annotations
 
 import contextlib
+from itertools import islice
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -18,6 +19,14 @@ from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
 UNDETERMINED = "und"
+BATCH = 256
+
+
+def batches(data, size: int):
+    """Lists of up to ``size`` consecutive items of ``data``, in order."""
+    iterator = iter(data)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def doc_language(doc: Document) -> str:
@@ -91,15 +100,18 @@ class CorpusFilter(AccountedStep, BaseFilter):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.reject_writer() as writer:
-            for doc in data:
-                self.count_in(doc)
-                with self.track_time():
-                    keep, reason = get_filter_result(self.filter(doc))
-                if keep:
-                    self.count_kept(doc)
-                    yield doc
-                else:
-                    self.reject(writer, doc, reason or "filtered", rank)
+            for batch in batches(data, BATCH):
+                kept = []
+                for doc in batch:
+                    self.count_in(doc)
+                    with self.track_time():
+                        keep, reason = get_filter_result(self.filter(doc))
+                    if keep:
+                        self.count_kept(doc)
+                        kept.append(doc)
+                    else:
+                        self.reject(writer, doc, reason or "filtered", rank)
+                yield from kept
 
 
 class _CountingSink:

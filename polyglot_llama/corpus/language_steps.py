@@ -11,7 +11,7 @@ from __future__ import annotations
 import regex
 from datatrove.data import Document, DocumentsPipeline
 
-from .accounting import AccountedStep, CorpusFilter
+from .accounting import AccountedStep, CorpusFilter, batches
 from .lid import load_lid_model
 
 # Scripts a language's letters are expected in. Languages not listed skip the script check.
@@ -25,6 +25,7 @@ EXPECTED_SCRIPTS: dict[str, tuple[str, ...]] = {
     "pt": ("Latin",), "nl": ("Latin",), "pl": ("Latin",), "tr": ("Latin",), "vi": ("Latin",),
     "id": ("Latin",), "sw": ("Latin",),
 }
+LID_BATCH = 256  # documents predicted in a row (~270 KB of text)
 _LETTER = regex.compile(r"\p{L}")
 _SCRIPT_PATTERNS = {
     lang: regex.compile("|".join(rf"\p{{Script={s}}}" for s in scripts))
@@ -55,14 +56,18 @@ class LanguageTagger(AccountedStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         model = load_lid_model(self.model_path or None)  # loaded in the worker, once per process
-        for doc in data:
+        # A batch of predictions in a row: between two documents the rest of the pipeline evicts the model's
+        # tables from the CPU caches, which made each prediction about twice as slow as in a plain loop.
+        for batch in batches(data, LID_BATCH):
             with self.track_time():
-                language, score = model.predict(doc.text)[0]
-                doc.metadata["language"] = language
-                doc.metadata["language_score"] = round(score, 4)
-            self.count_in(doc)  # after tagging, so this step's per-language rows show what LID found
-            self.count_kept(doc)
-            yield doc
+                for doc in batch:
+                    language, score = model.predict(doc.text)[0]
+                    doc.metadata["language"] = language
+                    doc.metadata["language_score"] = round(score, 4)
+            for doc in batch:
+                self.count_in(doc)  # after tagging, so this step's per-language rows show what LID found
+                self.count_kept(doc)
+                yield doc
 
 
 class LanguageFilter(CorpusFilter):

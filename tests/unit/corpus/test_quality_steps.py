@@ -110,3 +110,18 @@ def test_each_document_is_segmented_once_for_all_word_filters(monkeypatch):
     for doc in docs:  # as the pipeline passes them: each document through every filter before the next one
         assert all(f.filter(doc) is True for f in filters)
     assert calls == [doc.text for doc in docs]
+
+
+def test_filter_keeps_order_and_accounts_across_batches(monkeypatch, tmp_path):
+    from polyglot_llama.corpus import accounting
+
+    monkeypatch.setattr(accounting, "BATCH", 3)  # 8 documents: two full batches and a partial one
+    step = LanguageFilter(["ko"], {"ko": 0.5}, {"ko": 0.0}, str(tmp_path))
+    scores = [0.9, 0.1, 0.8, 0.7, 0.2, 0.95, 0.3, 0.6]
+    docs = [Document(text=f"문서 {i}", id=str(i), metadata={"language": "ko", "language_score": s})
+            for i, s in enumerate(scores)]
+    kept = list(step.run(iter(docs)))
+    assert [d.id for d in kept] == ["0", "2", "3", "5", "7"]
+    assert step.stats["docs_in|ko"].total == 8 and step.stats["docs_kept|ko"].total == 5
+    with gzip.open(tmp_path / "language" / "00000.jsonl.gz", "rt") as f:
+        assert [json.loads(line)["id"] for line in f] == ["1", "4", "6"]
