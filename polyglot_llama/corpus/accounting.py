@@ -19,7 +19,6 @@ from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
 UNDETERMINED = "und"
-BATCH = 256
 
 
 def batches(data, size: int):
@@ -100,18 +99,15 @@ class CorpusFilter(AccountedStep, BaseFilter):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.reject_writer() as writer:
-            for batch in batches(data, BATCH):
-                kept = []
-                for doc in batch:
-                    self.count_in(doc)
-                    with self.track_time():
-                        keep, reason = get_filter_result(self.filter(doc))
-                    if keep:
-                        self.count_kept(doc)
-                        kept.append(doc)
-                    else:
-                        self.reject(writer, doc, reason or "filtered", rank)
-                yield from kept
+            for doc in data:
+                self.count_in(doc)
+                with self.track_time():
+                    keep, reason = get_filter_result(self.filter(doc))
+                if keep:
+                    self.count_kept(doc)
+                    yield doc
+                else:
+                    self.reject(writer, doc, reason or "filtered", rank)
 
 
 class _CountingSink:

@@ -47,3 +47,13 @@ def test_same_decisions_on_real_segmenters_and_sample_text():
         for i, text in enumerate(docs):
             doc = Document(text=text, id=f"{lang}-{i}")
             assert fast.filter(doc) == reference.filter(doc), (lang, i)
+
+
+def test_all_distinct_n_grams_still_fail_a_negative_threshold_as_in_datatrove():
+    # datatrove compares 0 repeated characters with the threshold too: 0 > -0.01 rejects
+    params = dict(dup_para_frac=0, dup_line_char_frac=0, dup_para_char_frac=0, top_n_grams=(),
+                  dup_n_grams=((5, 0.5), (6, -0.01)))
+    reference, fast = _both(SpaceWords(), **params)
+    doc = Document(text="one two three four five six seven eight", id="distinct")
+    assert reference.filter(doc) == (False, "duplicated_6_n_grams")
+    assert fast.filter(doc) == (False, "duplicated_6_n_grams")
