@@ -3,7 +3,7 @@
 Stages (each a datatrove executor with its own completion markers under ``work/logs/<stage>/``, so a killed
 run resumes without redoing finished tasks; the same stages run on local processes, Slurm or Ray):
 
-1. ``filter`` (tasks): read → LID tag → recipe filters → PII → ``work/filtered/<rank>.jsonl.gz``
+1. ``filter`` (tasks): read → LID tag → recipe filters → PII → ``work/filtered/<rank>.jsonl.zst``
    (+ exact-dedup hashes of normalised text)
 2. ``exact_find`` (1 task): datatrove `ExactFindDedups`
 3. ``minhash_signatures`` (tasks): filtered shard minus exact copies → `FastMinhashDedupSignature` (datatrove's signatures, faster)
@@ -34,7 +34,7 @@ from .language_steps import ForeignParagraphFilter, LanguageFilter, LanguageTagg
 from .lid import load_lid_model
 from .pii import PiiMasker
 from .quality_steps import DomainBlocklistFilter, PerLanguageFilter, read_blocklist
-from .reader import RecordReader, ShardReader, expand_corpus_inputs
+from .reader import RecordReader, ShardReader, ShardWriter, expand_corpus_inputs
 from .recipe import DEDUP_STEPS, CorpusBuildConfig, for_language
 from .shingles import FastMinhashDedupSignature
 from .simplify import simplify_text
@@ -125,7 +125,7 @@ def build_stages(cfg: CorpusBuildConfig, files: list[str]) -> list[tuple[str, li
     first = _filter_steps(cfg, files, rejected)
     if not (exact or minhash):
         return [("filter", first + _kept_writers(cfg, out), cfg.tasks)]
-    first.append(JsonlWriter(filtered, output_filename="${rank}.jsonl.gz"))
+    first.append(ShardWriter(filtered))
     if exact:
         first.append(ExactDedupSignature(exact_sigs, exact_config))
     stages = [("filter", first, cfg.tasks)]

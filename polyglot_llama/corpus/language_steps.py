@@ -26,20 +26,22 @@ EXPECTED_SCRIPTS: dict[str, tuple[str, ...]] = {
     "id": ("Latin",), "sw": ("Latin",),
 }
 LID_BATCH = 256  # documents predicted in a row (~270 KB of text)
-_LETTER = regex.compile(r"\p{L}")
-_SCRIPT_PATTERNS = {
-    lang: regex.compile("|".join(rf"\p{{Script={s}}}" for s in scripts))
+# Runs, not single characters: the summed lengths of the maximal runs count the same characters, with one
+# match object per word instead of one per letter.
+_LETTER_RUN = regex.compile(r"\p{L}+")
+_SCRIPT_RUNS = {
+    lang: regex.compile("[" + "".join(rf"\p{{Script={s}}}" for s in scripts) + "]+")
     for lang, scripts in EXPECTED_SCRIPTS.items()
 }
 
 
 def script_ratio(text: str, language: str) -> float:
     """Share of letters in ``language``'s expected scripts (1.0 when unknown or no letters)."""
-    pattern = _SCRIPT_PATTERNS.get(language)
+    pattern = _SCRIPT_RUNS.get(language)
     if pattern is None:
         return 1.0
-    letters = len(_LETTER.findall(text))
-    return len(pattern.findall(text)) / letters if letters else 1.0
+    letters = sum(map(len, _LETTER_RUN.findall(text)))
+    return sum(map(len, pattern.findall(text))) / letters if letters else 1.0
 
 
 class LanguageTagger(AccountedStep):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from polyglot_llama.corpus.build import CorpusBuildConfig, accounted_steps, build_stages
 from polyglot_llama.corpus.recipe import MinhashSection
+from polyglot_llama.errors import UserError
 
 
 def _names(stages):
@@ -43,3 +46,26 @@ def test_tasks_and_workers_default_to_the_cores_this_process_may_use():
     cfg = CorpusBuildConfig(languages=["ko"])
     assert cfg.tasks == cores and cfg.local_workers == cores
     assert CorpusBuildConfig(languages=["ko"], tasks=8, workers=3).local_workers == 3
+
+
+def test_intermediate_shard_round_trip_is_datatroves_record(tmp_path):
+    from datatrove.data import Document
+
+    from polyglot_llama.corpus.reader import ShardReader, ShardWriter
+
+    docs = [Document(text="첫 문서", id="a", metadata={"language": "ko", "language_score": 0.97, "source_file": "x.jsonl",
+                                                     "nested": {"tags": ["b", 1]}}),
+            Document(text="second", id="b", metadata={})]
+    writer = ShardWriter(str(tmp_path))
+    for doc in docs:  # the record is datatrove's default one (its non-empty fields), not a format of our own
+        assert writer.adapter(doc) == writer._default_adapter(doc)
+    with writer:
+        for doc in docs:
+            writer.write(doc, rank=3)
+    assert (tmp_path / "00003.jsonl.zst").is_file()
+    back = list(ShardReader(str(tmp_path)).run(rank=3))
+    assert [(d.text, d.id, d.metadata) for d in back] == [(d.text, d.id, d.metadata) for d in docs]
+    assert list(ShardReader(str(tmp_path)).run(rank=0)) == []  # a task that wrote nothing reads nothing
+    (tmp_path / "00001.jsonl.gz").write_bytes(b"")  # an older version's shard: an error, not an empty task
+    with pytest.raises(UserError, match="00001.jsonl.gz was written by an older polyglot-llama"):
+        list(ShardReader(str(tmp_path)).run(rank=1))

@@ -50,6 +50,9 @@ def test_blocklist(tmp_path):
 def test_language_filter_and_script_ratio():
     assert script_ratio("한국어 text", "ko") == pytest.approx(3 / 7)
     assert script_ratio("12345 !!", "ko") == 1.0
+    # several expected scripts, each in a run of its own: Han 3, Hiragana 1, Katakana 4 of 11 letters
+    assert script_ratio("日本語のテキストABC", "ja") == pytest.approx(8 / 11)
+    assert script_ratio("Ελληνικά, 한국어 и русский", "ru") == pytest.approx(8 / 19)  # Greek 8, Hangul 3, Cyrillic 1 + 7
     step = LanguageFilter(["ko"], {"ko": 0.8}, {"ko": 0.5})
     ko = sample_texts("ko")[0]
     assert step.filter(_doc(ko, "ko", language_score=0.95)) is True
