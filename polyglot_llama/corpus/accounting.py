@@ -60,21 +60,38 @@ class AccountedStep(PipelineStep):
     def __init__(self, rejected_folder: str | None = None):
         super().__init__()
         self.rejected_folder = rejected_folder
+        self._tallied_stats, self._metrics = None, {}
 
     def count_in(self, doc: Document) -> None:
-        lang = doc_language(doc)
-        self.stat_update(f"docs_in|{lang}")
-        self.stat_update(f"chars_in|{lang}", value=len(doc.text))
+        self._tally("in", doc_language(doc), doc)
 
     def count_kept(self, doc: Document) -> None:
-        lang = doc_language(doc)
-        self.stat_update(f"docs_kept|{lang}")
-        self.stat_update(f"chars_kept|{lang}", value=len(doc.text))
+        self._tally("kept", doc_language(doc), doc)
 
     def count_rejected(self, doc: Document, reason: str) -> None:
-        lang = doc_language(doc)
-        self.stat_update(f"docs_rejected|{lang}|{reason}")
-        self.stat_update(f"chars_rejected|{lang}|{reason}", value=len(doc.text))
+        self._tally("rejected", f"{doc_language(doc)}|{reason}", doc)
+
+    def _tally(self, event: str, suffix: str, doc: Document) -> None:
+        """``stat_update(f"docs_{event}|{suffix}")`` and the same for chars with len(doc.text), with less overhead.
+
+        Six such updates per document and step were a tenth of the Korean recipe's CPU time (an f-string,
+        datatrove's label loop and lookup, and min/max/Welford per count). The two metrics of a key are looked
+        up once per Stats object; a count's update adds 1 to ``total`` and ``n`` only, which is what datatrove's
+        update does when every value is 1 (mean, min and max stay 1, the variance 0).
+        """
+        if self._tallied_stats is not self.stats:  # a fresh Stats (e.g. the executor's copy of the step)
+            self._tallied_stats, self._metrics = self.stats, {}
+        key = event + "|" + suffix  # (a str: datatrove saves the steps' attributes as JSON)
+        metrics = self._metrics.get(key)
+        if metrics is None:
+            metrics = self._metrics[key] = (self.stats["docs_" + key], self.stats["chars_" + key])
+        docs, chars = metrics
+        if docs.n:
+            docs.total += 1
+            docs.n += 1
+        else:
+            docs.update(1)
+        chars.update(len(doc.text))
 
     def reject_writer(self):
         """Context manager yielding a writer for this step's rejects (or None when rejects are not kept)."""

@@ -116,3 +116,43 @@ def test_each_document_is_segmented_once_for_all_word_filters(monkeypatch):
     assert [d.id for d in stream] == [d.id for d in docs]
     assert calls == [doc.text for doc in docs]
 
+
+
+def test_step_statistics_are_datatroves_stat_updates(tmp_path):
+    """The per-language counts equal what datatrove's stat_update gives for the same documents, field by field."""
+    import copy
+    import dataclasses
+
+    from datatrove.pipeline.base import PipelineStep
+    from datatrove.utils.stats import Stats
+
+    step = LanguageFilter(["ko", "ja"], {"ko": 0.5, "ja": 0.5}, {"ko": 0.0, "ja": 0.0}, str(tmp_path))
+    docs = [Document(text="가" * (i + 1), id=str(i), metadata={"language": lang, "language_score": score})
+            for i, (lang, score) in enumerate([("ko", 0.9), ("ko", 0.1), ("ja", 0.8), ("en", 0.9), ("ko", 0.7),
+                                               ("ko", 0.2), ("ja", 0.6)])]
+    copied = copy.deepcopy(step)  # as the executor runs it: a copy, whose Stats are fresh objects
+    list(copied.run(iter(docs)))
+
+    class Reference(PipelineStep):
+        name = "language"
+
+        def run(self, data, rank=0, world_size=1):
+            return data
+
+    reference = Reference()
+    for doc in docs:
+        lang, keep = doc.metadata["language"], copied.filter(doc)
+        updates = [("in", lang)] + ([("kept", lang)] if keep is True else [("rejected", f"{lang}|{keep[1]}")])
+        for event, suffix in updates:
+            reference.stat_update(f"docs_{event}|{suffix}")
+            reference.stat_update(f"chars_{event}|{suffix}", value=len(doc.text))
+    def fields(stats):  # every field of every metric (n, total, mean, min, max, variance, unit), not the summary
+        return {key: dataclasses.asdict(metric) for key, metric in stats.stats.items()}
+
+    assert fields(copied.stats) == fields(reference.stats)
+    assert fields(copied.stats)["docs_rejected|ko|low_language_score"]["total"] == 2
+    assert fields(copied.stats)["chars_in|ko"]["max"] == 6
+    assert fields(step.stats) == {}  # the original was not counted into
+    copied.stats = Stats("fresh")  # a step given new Stats counts into those
+    list(copied.run(iter(docs[:1])))
+    assert fields(copied.stats)["docs_in|ko"]["n"] == 1
