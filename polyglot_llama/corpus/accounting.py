@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from itertools import islice
+from weakref import WeakKeyDictionary
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -19,6 +20,8 @@ from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
 UNDETERMINED = "und"
+# Stats object -> {"<event>|<suffix>": (docs metric, chars metric)}: `AccountedStep._tally`'s lookups
+_METRICS: WeakKeyDictionary = WeakKeyDictionary()
 
 
 def batches(data, size: int):
@@ -60,7 +63,6 @@ class AccountedStep(PipelineStep):
     def __init__(self, rejected_folder: str | None = None):
         super().__init__()
         self.rejected_folder = rejected_folder
-        self._tallied_stats, self._metrics = None, {}
 
     def count_in(self, doc: Document) -> None:
         self._tally("in", doc_language(doc), doc)
@@ -76,15 +78,17 @@ class AccountedStep(PipelineStep):
 
         Six such updates per document and step were a tenth of the Korean recipe's CPU time (an f-string,
         datatrove's label loop and lookup, and min/max/Welford per count). The two metrics of a key are looked
-        up once per Stats object; a count's update adds 1 to ``total`` and ``n`` only, which is what datatrove's
-        update does when every value is 1 (mean, min and max stay 1, the variance 0).
+        up once per Stats object (kept beside it, not on the step: datatrove saves a step's attributes as JSON);
+        a count's update adds 1 to ``total`` and ``n`` only, which is what datatrove's update does when every
+        value is 1 (mean, min and max stay 1, the variance 0).
         """
-        if self._tallied_stats is not self.stats:  # a fresh Stats (e.g. the executor's copy of the step)
-            self._tallied_stats, self._metrics = self.stats, {}
-        key = event + "|" + suffix  # (a str: datatrove saves the steps' attributes as JSON)
-        metrics = self._metrics.get(key)
+        by_key = _METRICS.get(self.stats)
+        if by_key is None:  # a new Stats object (the executor runs a copy of each step, with its own)
+            by_key = _METRICS[self.stats] = {}
+        key = event + "|" + suffix
+        metrics = by_key.get(key)
         if metrics is None:
-            metrics = self._metrics[key] = (self.stats["docs_" + key], self.stats["chars_" + key])
+            metrics = by_key[key] = (self.stats["docs_" + key], self.stats["chars_" + key])
         docs, chars = metrics
         if docs.n:
             docs.total += 1

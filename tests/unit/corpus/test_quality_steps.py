@@ -123,6 +123,7 @@ def test_step_statistics_are_datatroves_stat_updates(tmp_path):
     import copy
     import dataclasses
 
+    from datatrove.executor.base import ExecutorJSONEncoder
     from datatrove.pipeline.base import PipelineStep
     from datatrove.utils.stats import Stats
 
@@ -131,6 +132,7 @@ def test_step_statistics_are_datatroves_stat_updates(tmp_path):
             for i, (lang, score) in enumerate([("ko", 0.9), ("ko", 0.1), ("ja", 0.8), ("en", 0.9), ("ko", 0.7),
                                                ("ko", 0.2), ("ja", 0.6)])]
     copied = copy.deepcopy(step)  # as the executor runs it: a copy, whose Stats are fresh objects
+    saved_before = json.dumps(copied, cls=ExecutorJSONEncoder)
     list(copied.run(iter(docs)))
 
     class Reference(PipelineStep):
@@ -153,6 +155,8 @@ def test_step_statistics_are_datatroves_stat_updates(tmp_path):
     assert fields(copied.stats)["docs_rejected|ko|low_language_score"]["total"] == 2
     assert fields(copied.stats)["chars_in|ko"]["max"] == 6
     assert fields(step.stats) == {}  # the original was not counted into
+    # datatrove saves each step's attributes as JSON (executor.json): counting adds nothing there
+    assert json.dumps(copied, cls=ExecutorJSONEncoder) == saved_before
     copied.stats = Stats("fresh")  # a step given new Stats counts into those
     list(copied.run(iter(docs[:1])))
     assert fields(copied.stats)["docs_in|ko"]["n"] == 1
