@@ -69,3 +69,47 @@ def test_intermediate_shard_round_trip_is_datatroves_record(tmp_path):
     (tmp_path / "00001.jsonl.gz").write_bytes(b"")  # an older version's shard: an error, not an empty task
     with pytest.raises(UserError, match="00001.jsonl.gz was written by an older polyglot-llama"):
         list(ShardReader(str(tmp_path)).run(rank=1))
+
+
+def test_loguru_library_folders_are_scanned_once_per_sys_path(monkeypatch):
+    import sys
+    import sysconfig
+
+    from loguru import _better_exceptions
+
+    from polyglot_llama.corpus.build import _cache_loguru_lib_dirs
+
+    formatter = _better_exceptions.ExceptionFormatter
+    monkeypatch.setattr(formatter, "_get_lib_dirs", formatter.__dict__["_get_lib_dirs"])  # restored afterwards
+    expected = formatter._get_lib_dirs()
+    scans = []
+    original_get_path = sysconfig.get_path
+    monkeypatch.setattr(sysconfig, "get_path", lambda *a, **k: scans.append(a) or original_get_path(*a, **k))
+    _cache_loguru_lib_dirs()
+    wrapped = formatter.__dict__["_get_lib_dirs"]
+    _cache_loguru_lib_dirs()  # idempotent: not wrapped twice
+    assert formatter.__dict__["_get_lib_dirs"] is wrapped
+    assert formatter().__dict__["_lib_dirs"] == expected
+    first = len(scans)
+    assert first > 0 and formatter()._lib_dirs == expected and len(scans) == first  # the second handler: no scan
+    monkeypatch.setattr(sys, "path", sys.path + ["/elsewhere"])  # a new sys.path is scanned again
+    formatter()
+    assert len(scans) == 2 * first
+
+
+def test_build_caches_loguru_scans_before_any_executor_starts(tmp_path, monkeypatch):
+    from polyglot_llama.corpus import build
+
+    order = []
+    monkeypatch.setattr(build, "_cache_loguru_lib_dirs", lambda: order.append("cache"))
+
+    def no_executor(*args):
+        order.append("executor")
+        raise KeyboardInterrupt  # stop the build here
+
+    monkeypatch.setattr(build, "_executor", no_executor)
+    (tmp_path / "in.jsonl").write_text('{"text": "한국어 문서"}\n', encoding="utf-8")
+    cfg = CorpusBuildConfig(languages=["ko"], input=[str(tmp_path / "in.jsonl")], output=str(tmp_path / "out"))
+    with pytest.raises(KeyboardInterrupt):
+        build.run(cfg)
+    assert order == ["cache", "executor"]
