@@ -113,3 +113,20 @@ def test_build_caches_loguru_scans_before_any_executor_starts(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         build.run(cfg)
     assert order == ["cache", "executor"]
+
+
+def test_executor_description_is_datatroves_content_written_by_orjson(tmp_path):
+    import json
+
+    from datatrove.executor.base import ExecutorJSONEncoder
+
+    from polyglot_llama.corpus.build import _executor
+
+    cfg = CorpusBuildConfig(languages=["ko"], input=["x.jsonl"], output=str(tmp_path / "out"), tasks=2)
+    executor = None
+    for name, pipeline, tasks in build_stages(cfg, ["x.jsonl"]):  # the last one describes every stage before it
+        executor = _executor(cfg, name, pipeline, tasks, tmp_path / "logs", executor)
+    executor.save_executor_as_json()
+    written = (tmp_path / "logs" / "write" / "executor.json").read_text(encoding="utf-8")
+    assert json.loads(written) == json.loads(json.dumps(executor, cls=ExecutorJSONEncoder))
+    assert '"num_buckets": 14' in written and written.startswith('{\n  "')  # orjson's 2-space indent, not datatrove's 4
