@@ -235,6 +235,7 @@ def _cache_loguru_lib_dirs() -> None:
         return list(results[key])
 
     lib_dirs.cached_per_sys_path = True
+    lib_dirs.__wrapped__ = scan
     formatter._get_lib_dirs = staticmethod(lib_dirs)
 
 

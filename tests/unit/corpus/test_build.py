@@ -80,7 +80,9 @@ def test_loguru_library_folders_are_scanned_once_per_sys_path(monkeypatch):
     from polyglot_llama.corpus.build import _cache_loguru_lib_dirs
 
     formatter = _better_exceptions.ExceptionFormatter
-    monkeypatch.setattr(formatter, "_get_lib_dirs", formatter.__dict__["_get_lib_dirs"])  # restored afterwards
+    scan = formatter._get_lib_dirs
+    scan = getattr(scan, "__wrapped__", scan)  # loguru's own, also when an earlier build in this process wrapped it
+    monkeypatch.setattr(formatter, "_get_lib_dirs", staticmethod(scan))  # restored afterwards
     expected = formatter._get_lib_dirs()
     scans = []
     original_get_path = sysconfig.get_path
