@@ -11,6 +11,8 @@ Every rejected document is written to ``DIR/rejected/<step>/<rank>.jsonl.gz`` wi
 from __future__ import annotations
 
 import contextlib
+from itertools import islice
+from weakref import WeakKeyDictionary
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -18,6 +20,15 @@ from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
 UNDETERMINED = "und"
+# Stats object -> {"<event>|<suffix>": (docs metric, chars metric)}: `AccountedStep._tally`'s lookups
+_METRICS: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def batches(data, size: int):
+    """Lists of up to ``size`` consecutive items of ``data``, in order."""
+    iterator = iter(data)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def doc_language(doc: Document) -> str:
@@ -54,19 +65,37 @@ class AccountedStep(PipelineStep):
         self.rejected_folder = rejected_folder
 
     def count_in(self, doc: Document) -> None:
-        lang = doc_language(doc)
-        self.stat_update(f"docs_in|{lang}")
-        self.stat_update(f"chars_in|{lang}", value=len(doc.text))
+        self._tally("in", doc_language(doc), doc)
 
     def count_kept(self, doc: Document) -> None:
-        lang = doc_language(doc)
-        self.stat_update(f"docs_kept|{lang}")
-        self.stat_update(f"chars_kept|{lang}", value=len(doc.text))
+        self._tally("kept", doc_language(doc), doc)
 
     def count_rejected(self, doc: Document, reason: str) -> None:
-        lang = doc_language(doc)
-        self.stat_update(f"docs_rejected|{lang}|{reason}")
-        self.stat_update(f"chars_rejected|{lang}|{reason}", value=len(doc.text))
+        self._tally("rejected", f"{doc_language(doc)}|{reason}", doc)
+
+    def _tally(self, event: str, suffix: str, doc: Document) -> None:
+        """``stat_update(f"docs_{event}|{suffix}")`` and the same for chars with len(doc.text), with less overhead.
+
+        Six such updates per document and step were a tenth of the Korean recipe's CPU time (an f-string,
+        datatrove's label loop and lookup, and min/max/Welford per count). The two metrics of a key are looked
+        up once per Stats object (kept beside it, not on the step: datatrove saves a step's attributes as JSON);
+        a count's update adds 1 to ``total`` and ``n`` only, which is what datatrove's update does when every
+        value is 1 (mean, min and max stay 1, the variance 0).
+        """
+        by_key = _METRICS.get(self.stats)
+        if by_key is None:  # a new Stats object (the executor runs a copy of each step, with its own)
+            by_key = _METRICS[self.stats] = {}
+        key = event + "|" + suffix
+        metrics = by_key.get(key)
+        if metrics is None:
+            metrics = by_key[key] = (self.stats["docs_" + key], self.stats["chars_" + key])
+        docs, chars = metrics
+        if docs.n:
+            docs.total += 1
+            docs.n += 1
+        else:
+            docs.update(1)
+        chars.update(len(doc.text))
 
     def reject_writer(self):
         """Context manager yielding a writer for this step's rejects (or None when rejects are not kept)."""

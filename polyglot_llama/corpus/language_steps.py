@@ -11,7 +11,7 @@ from __future__ import annotations
 import regex
 from datatrove.data import Document, DocumentsPipeline
 
-from .accounting import AccountedStep, CorpusFilter
+from .accounting import AccountedStep, CorpusFilter, batches
 from .lid import load_lid_model
 
 # Scripts a language's letters are expected in. Languages not listed skip the script check.
@@ -25,20 +25,23 @@ EXPECTED_SCRIPTS: dict[str, tuple[str, ...]] = {
     "pt": ("Latin",), "nl": ("Latin",), "pl": ("Latin",), "tr": ("Latin",), "vi": ("Latin",),
     "id": ("Latin",), "sw": ("Latin",),
 }
-_LETTER = regex.compile(r"\p{L}")
-_SCRIPT_PATTERNS = {
-    lang: regex.compile("|".join(rf"\p{{Script={s}}}" for s in scripts))
+LID_BATCH = 256  # documents predicted in a row (~270 KB of text)
+# Runs, not single characters: the summed lengths of the maximal runs count the same characters, with one
+# match object per word instead of one per letter.
+_LETTER_RUN = regex.compile(r"\p{L}+")
+_SCRIPT_RUNS = {
+    lang: regex.compile("[" + "".join(rf"\p{{Script={s}}}" for s in scripts) + "]+")
     for lang, scripts in EXPECTED_SCRIPTS.items()
 }
 
 
 def script_ratio(text: str, language: str) -> float:
     """Share of letters in ``language``'s expected scripts (1.0 when unknown or no letters)."""
-    pattern = _SCRIPT_PATTERNS.get(language)
+    pattern = _SCRIPT_RUNS.get(language)
     if pattern is None:
         return 1.0
-    letters = len(_LETTER.findall(text))
-    return len(pattern.findall(text)) / letters if letters else 1.0
+    letters = sum(map(len, _LETTER_RUN.findall(text)))
+    return sum(map(len, pattern.findall(text))) / letters if letters else 1.0
 
 
 class LanguageTagger(AccountedStep):
@@ -55,14 +58,18 @@ class LanguageTagger(AccountedStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         model = load_lid_model(self.model_path or None)  # loaded in the worker, once per process
-        for doc in data:
+        # A batch of predictions in a row: between two documents the rest of the pipeline evicts the model's
+        # tables from the CPU caches, which made each prediction about twice as slow as in a plain loop.
+        for batch in batches(data, LID_BATCH):
             with self.track_time():
-                language, score = model.predict(doc.text)[0]
-                doc.metadata["language"] = language
-                doc.metadata["language_score"] = round(score, 4)
-            self.count_in(doc)  # after tagging, so this step's per-language rows show what LID found
-            self.count_kept(doc)
-            yield doc
+                for doc in batch:
+                    language, score = model.predict(doc.text)[0]
+                    doc.metadata["language"] = language
+                    doc.metadata["language_score"] = round(score, 4)
+            for doc in batch:
+                self.count_in(doc)  # after tagging, so this step's per-language rows show what LID found
+                self.count_kept(doc)
+                yield doc
 
 
 class LanguageFilter(CorpusFilter):

@@ -21,6 +21,7 @@ import pyarrow
 import zstandard
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.jsonl import JsonlReader
+from datatrove.pipeline.writers.jsonl import JsonlWriter
 from tqdm import tqdm
 from warcio.exceptions import ArchiveLoadFailed
 
@@ -136,8 +137,28 @@ class RecordReader(AccountedStep):
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
+def _shard_record(writer, doc: Document) -> dict:
+    """datatrove's default record (its non-empty fields) without `dataclasses.asdict`'s deep copy of each document."""
+    if doc.media:
+        return writer._default_adapter(doc)
+    return {key: value for key, value in (("text", doc.text), ("id", doc.id), ("metadata", doc.metadata)) if value}
+
+
+class ShardWriter(JsonlWriter):
+    """Writes a task's intermediate file ``<rank>.jsonl.zst``, which only this run reads back (`ShardReader`).
+
+    zstd (level 3) rather than datatrove's gzip, which compresses at level 9: the shard is written once and read
+    twice, and gzip's level 9 cost about as much CPU as the PII step.
+    """
+
+    name = "write shard"
+
+    def __init__(self, folder: str):
+        super().__init__(folder, output_filename="${rank}.jsonl.zst", compression="zstd", adapter=_shard_record)
+
+
 class ShardReader(JsonlReader):
-    """Reads exactly this task's own intermediate file ``<rank>.jsonl.gz``.
+    """Reads exactly this task's own intermediate file ``<rank>.jsonl.zst``.
 
     Dedup stages must see each task's documents in the order the previous stage wrote them (signature
     indices are positions in that file); a plain folder reader would shift shards when a task wrote none.
@@ -146,9 +167,12 @@ class ShardReader(JsonlReader):
     name = "read shard"
 
     def __init__(self, folder: str):
-        super().__init__(folder, compression="gzip", add_file_path=False)
+        super().__init__(folder, compression="zstd", add_file_path=False)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        path = f"{rank:05d}.jsonl.gz"
+        path = f"{rank:05d}.jsonl.zst"
         if self.data_folder.exists(path):
             yield from self.read_file(path)
+        elif self.data_folder.exists(f"{rank:05d}.jsonl.gz"):  # resuming a run of a version that wrote gzip
+            raise UserError(f"{self.data_folder.path}/{rank:05d}.jsonl.gz was written by an older polyglot-llama "
+                            "(shards are .jsonl.zst now); rebuild with --resume false")

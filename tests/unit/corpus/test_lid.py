@@ -59,3 +59,18 @@ def test_missing_or_invalid_model_is_a_user_error(tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(UserError, match="not a fastText model"):
         load_lid_model(junk)
+
+
+def test_tagger_tags_every_document_in_order_across_batches(monkeypatch):
+    from datatrove.data import Document
+
+    from polyglot_llama.corpus import language_steps
+
+    monkeypatch.setattr(language_steps, "LID_BATCH", 4)  # 10 documents: two full batches and a partial one
+    langs = ["ko", "de", "ja", "en", "ru", "zh", "ar", "hi", "ko", "en"]
+    texts = [sample_records(lang)[i]["text"] for i, lang in enumerate(langs)]
+    tagger = language_steps.LanguageTagger()
+    docs = list(tagger.run(iter([Document(text=t, id=str(i)) for i, t in enumerate(texts)])))
+    assert [d.id for d in docs] == [str(i) for i in range(10)]
+    assert [d.metadata["language"] for d in docs] == langs
+    assert tagger.stats["docs_in|ko"].total == 2 and tagger.stats["docs_kept|en"].total == 2

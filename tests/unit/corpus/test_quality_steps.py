@@ -50,6 +50,9 @@ def test_blocklist(tmp_path):
 def test_language_filter_and_script_ratio():
     assert script_ratio("한국어 text", "ko") == pytest.approx(3 / 7)
     assert script_ratio("12345 !!", "ko") == 1.0
+    # several expected scripts, each in a run of its own: Han 3, Hiragana 1, Katakana 4 of 11 letters
+    assert script_ratio("日本語のテキストABC", "ja") == pytest.approx(8 / 11)
+    assert script_ratio("Ελληνικά, 한국어 и русский", "ru") == pytest.approx(8 / 19)  # Greek 8, Hangul 3, Cyrillic 1 + 7
     step = LanguageFilter(["ko"], {"ko": 0.8}, {"ko": 0.5})
     ko = sample_texts("ko")[0]
     assert step.filter(_doc(ko, "ko", language_score=0.95)) is True
@@ -106,7 +109,54 @@ def test_each_document_is_segmented_once_for_all_word_filters(monkeypatch):
     filters = [s for s in _filter_steps(cfg, ["-"], None) if isinstance(s, PerLanguageFilter)]
     assert [f.kind for f in filters] == ["gopher_repetition", "fineweb_quality", "gopher_quality"]
     texts = sample_texts("ko")
-    docs = [_doc("\n".join(texts[i:i + 4]), "ko") for i in range(0, 24, 4)]
-    for doc in docs:  # as the pipeline passes them: each document through every filter before the next one
-        assert all(f.filter(doc) is True for f in filters)
+    docs = [_doc("\n".join(texts[i:i + 4]), "ko") for i in range(0, 24, 4)]  # more than datatrove's memo holds (5)
+    stream = iter(docs)
+    for f in filters:  # chained as in the pipeline
+        stream = f.run(stream)
+    assert [d.id for d in stream] == [d.id for d in docs]
     assert calls == [doc.text for doc in docs]
+
+
+
+def test_step_statistics_are_datatroves_stat_updates(tmp_path):
+    """The per-language counts equal what datatrove's stat_update gives for the same documents, field by field."""
+    import copy
+    import dataclasses
+
+    from datatrove.executor.base import ExecutorJSONEncoder
+    from datatrove.pipeline.base import PipelineStep
+    from datatrove.utils.stats import Stats
+
+    step = LanguageFilter(["ko", "ja"], {"ko": 0.5, "ja": 0.5}, {"ko": 0.0, "ja": 0.0}, str(tmp_path))
+    docs = [Document(text="가" * (i + 1), id=str(i), metadata={"language": lang, "language_score": score})
+            for i, (lang, score) in enumerate([("ko", 0.9), ("ko", 0.1), ("ja", 0.8), ("en", 0.9), ("ko", 0.7),
+                                               ("ko", 0.2), ("ja", 0.6)])]
+    copied = copy.deepcopy(step)  # as the executor runs it: a copy, whose Stats are fresh objects
+    saved_before = json.dumps(copied, cls=ExecutorJSONEncoder)
+    list(copied.run(iter(docs)))
+
+    class Reference(PipelineStep):
+        name = "language"
+
+        def run(self, data, rank=0, world_size=1):
+            return data
+
+    reference = Reference()
+    for doc in docs:
+        lang, keep = doc.metadata["language"], copied.filter(doc)
+        updates = [("in", lang)] + ([("kept", lang)] if keep is True else [("rejected", f"{lang}|{keep[1]}")])
+        for event, suffix in updates:
+            reference.stat_update(f"docs_{event}|{suffix}")
+            reference.stat_update(f"chars_{event}|{suffix}", value=len(doc.text))
+    def fields(stats):  # every field of every metric (n, total, mean, min, max, variance, unit), not the summary
+        return {key: dataclasses.asdict(metric) for key, metric in stats.stats.items()}
+
+    assert fields(copied.stats) == fields(reference.stats)
+    assert fields(copied.stats)["docs_rejected|ko|low_language_score"]["total"] == 2
+    assert fields(copied.stats)["chars_in|ko"]["max"] == 6
+    assert fields(step.stats) == {}  # the original was not counted into
+    # datatrove saves each step's attributes as JSON (executor.json): counting adds nothing there
+    assert json.dumps(copied, cls=ExecutorJSONEncoder) == saved_before
+    copied.stats = Stats("fresh")  # a step given new Stats counts into those
+    list(copied.run(iter(docs[:1])))
+    assert fields(copied.stats)["docs_in|ko"]["n"] == 1

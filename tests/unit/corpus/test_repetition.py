@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from datatrove.data import Document
 from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
 from polyglot_test_utils import SpaceWords, sample_texts
@@ -17,6 +19,28 @@ def _both(language, **params):
 
 
 def test_same_decisions_as_datatrove_on_random_repetitive_documents():
+    reasons = _compare_on_random_documents()
+    # the comparison covered every kind of outcome, not just one
+    assert {True, "empty", "dup_line_frac", "dup_para_frac", "top_2_gram", "duplicated_5_n_grams"} <= reasons
+
+
+def test_same_decisions_when_fingerprints_collide(monkeypatch):
+    """With every power of the hash base 1, a fingerprint is the sum of the code points: "a b" and "b a" collide,
+    and the filter must notice and fall back to the strings."""
+    from polyglot_llama.corpus import repetition
+
+    monkeypatch.setattr(repetition, "_powers", lambda length: (np.ones(length + 1, dtype=np.uint64),) * 2)
+    fallbacks = []
+    for name in ("_top_count", "_repeated_chars_of_candidates"):
+        original = getattr(repetition, name)
+        monkeypatch.setattr(repetition, name, lambda *a, original=original, name=name: (
+            result := original(*a), result is None and fallbacks.append(name))[0])
+    reasons = _compare_on_random_documents()
+    assert {"top_2_gram", "duplicated_5_n_grams"} <= reasons
+    assert {"_top_count", "_repeated_chars_of_candidates"} <= set(fallbacks)
+
+
+def _compare_on_random_documents() -> set:
     rng = random.Random(0)
     vocab = ["a", "b", "ab", "c", "bc", "abc", "d", "가", "나다", "가나", "다"]  # "".join makes ab+c == a+bc
     reasons = set()
@@ -34,8 +58,7 @@ def test_same_decisions_as_datatrove_on_random_repetitive_documents():
         expected = reference.filter(doc)
         assert fast.filter(doc) == expected, (text, params)
         reasons.add(expected if expected is True else expected[1])
-    # the comparison covered every kind of outcome, not just one
-    assert {True, "empty", "dup_line_frac", "dup_para_frac", "top_2_gram", "duplicated_5_n_grams"} <= reasons
+    return reasons
 
 
 def test_same_decisions_on_real_segmenters_and_sample_text():
@@ -47,3 +70,13 @@ def test_same_decisions_on_real_segmenters_and_sample_text():
         for i, text in enumerate(docs):
             doc = Document(text=text, id=f"{lang}-{i}")
             assert fast.filter(doc) == reference.filter(doc), (lang, i)
+
+
+def test_all_distinct_n_grams_still_fail_a_negative_threshold_as_in_datatrove():
+    # datatrove compares 0 repeated characters with the threshold too: 0 > -0.01 rejects
+    params = dict(dup_para_frac=0, dup_line_char_frac=0, dup_para_char_frac=0, top_n_grams=(),
+                  dup_n_grams=((5, 0.5), (6, -0.01)))
+    reference, fast = _both(SpaceWords(), **params)
+    doc = Document(text="one two three four five six seven eight", id="distinct")
+    assert reference.filter(doc) == (False, "duplicated_6_n_grams")
+    assert fast.filter(doc) == (False, "duplicated_6_n_grams")

@@ -26,3 +26,26 @@ def test_same_shingles_as_datatrove(tmp_path, n_grams, precision, hash_fc):
         assert got.dtype == expected.dtype and got.shape == expected.shape, text
         assert np.array_equal(got, expected), text
     assert sum(len(ours.get_shingles(t)) for t in texts) > 1000  # real text, not only the edge cases
+
+
+@pytest.mark.parametrize("precision,num_buckets,hashes_per_bucket", [(64, 14, 8), (32, 14, 8), (64, 3, 5)])
+def test_same_signatures_as_datatrove(tmp_path, precision, num_buckets, hashes_per_bucket):
+    config = MinhashConfig(n_grams=5, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket,
+                           hash_config=HashConfig(precision=precision))
+    ours = FastMinhashDedupSignature(str(tmp_path / "a"), config, language=ScriptWordTokenizer())
+    theirs = MinhashDedupSignature(str(tmp_path / "b"), config, language=ScriptWordTokenizer())
+    texts = [t for lang in ("ko", "zh", "en") for t in sample_texts(lang)[:4]]
+    texts.append(" ".join(sample_texts("ko")[:12]))  # more shingles than one block of 256
+    rng = np.random.default_rng(0)
+    arrays = [theirs.get_shingles(t) for t in texts]
+    # shingles near 2**64 and 2**61: the wrapping products and the modulus's carry cases
+    arrays.append(np.array([2**64 - 1, 2**61 - 1, 2**61, 2**62 + 5, 0, 1], dtype=np.uint64).reshape(-1, 1))
+    arrays.append(rng.integers(0, 2**64 - 1, size=(600, 1), dtype=np.uint64))
+    # a shingle that permutation i maps to 2**62 - 1 before the modulus (1 after it): the rare case where the
+    # shifted sum reaches the prime and one subtraction is needed
+    multipliers, offsets = (p[0].tolist() for p in theirs.parameters)
+    i = next(i for i, a in enumerate(multipliers) if a % 2)  # an odd multiplier is invertible modulo 2**64
+    arrays.append(np.array([(2**62 - 1 - offsets[i]) * pow(multipliers[i], -1, 2**64) % 2**64], dtype=np.uint64).reshape(-1, 1))
+    assert max(len(a) for a in arrays) > 256
+    for shingles in arrays:
+        assert ours.get_signature(shingles) == theirs.get_signature(shingles)

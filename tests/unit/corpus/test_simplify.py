@@ -23,3 +23,17 @@ def test_same_strings_as_datatrove():
         assert simplify_text(text) == datatrove_simplify_text(text), text[:40]
     no_marks = TextNormConfig(norm_unicode_diacritics=False)
     assert simplify_text("café", no_marks) == "café"
+
+
+def test_same_strings_as_datatrove_with_every_option_combination():
+    import itertools
+
+    texts = ["  ...Monday, 3.5 km!? «Ça» -- va\x1c\t\u3000 bien;  January 2024… ", "!!!", " , ", "",
+             "Tuesday—12,000 people (ＡＢＣ) 〔한국〕 Straße\u2028end.", real_text.documents("ko")[0]["text"][:300]]
+    fields = ["lowercase", "norm_whitespace", "remove_punctuation", "norm_unicode_diacritics", "norm_numbers",
+              "norm_weekdays", "norm_monthnames"]
+    for values in itertools.product([True, False], repeat=len(fields)):
+        config = TextNormConfig(**dict(zip(fields, values)))
+        for text in texts:
+            assert simplify_text(text, config) == datatrove_simplify_text(text, config), (values, text[:30])
+    assert simplify_text(texts[0]) == "monday 0 km ca va bien january 0"  # hand-checked: default options

@@ -59,3 +59,20 @@ def test_kiwi_per_eojeol_memo():
     # a 20+ digit run: datatrove deletes it before Kiwi and cuts words at shifted offsets; kept as datatrove does
     odd = "계좌 12345678901234567890123 으로 보냈다."
     assert memo.word_tokenize(odd) == word_tokenizer("ko").word_tokenize(odd) == ["계좌", "23", "56", "6", "7", "8"]
+
+
+def test_script_tokenizer_by_chunk_with_memo_equals_the_regex_on_the_whole_text():
+    from polyglot_test_utils import sample_texts
+
+    from polyglot_llama.corpus.words import _TOKEN
+
+    texts = [t for lang in ("ko", "ja", "zh", "de", "en", "ru", "ar", "hi") for t in sample_texts(lang)[:6]]
+    # every kind of whitespace between tokens, and tokens that would run on across it if it were not a break
+    texts += ["AI가\u30002019년\xa0don't\u2028well-known\tกินข้าว\x1cテスト\u200bです", "  ", "", "a\n\nb", "한국어"]
+    tokenizer = ScriptWordTokenizer("ko", max_entries=50)  # small: the memo fills and starts over on the way
+    for _ in range(2):  # second pass: the memo's answers
+        for text in texts:
+            assert tokenizer.word_tokenize(text) == _TOKEN.findall(text), text
+    assert 0 < len(tokenizer._tokens) <= 50
+    copy = pickle.loads(pickle.dumps(tokenizer))
+    assert (copy.language, copy.max_entries, copy._tokens) == ("ko", 50, {})
