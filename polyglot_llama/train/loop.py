@@ -34,6 +34,7 @@ from ..runtime import canonical_name as _canonical_name
 from ..runtime import resolve_precision, use_cpu
 from . import checkpointing
 from .losses import count_lm_targets
+from .rmsnorm import use_lean_rmsnorm
 from .swiglu import use_lean_mlp
 from .throughput import ThroughputMeter
 
@@ -307,8 +308,11 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
     if loop.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    if not deepspeed:  # ZeRO-3 gathers down_proj's weight in that module's own hooks, which the lean MLP skips
+    # Off under DeepSpeed: ZeRO-3 gathers down_proj's weight in that module's own hooks, which the lean MLP
+    # skips; the lean norms have not run under its partitioning either.
+    if not deepspeed:
         use_lean_mlp(model)  # same math; the MLPs keep 2 fewer [N, F] activations each for the backward
+        use_lean_rmsnorm(model)  # same math; each RMSNorm keeps one [N, H] activation fewer
     names = _named_trainable(model, params)
     if not names:
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
