@@ -34,7 +34,7 @@ from ..runtime import canonical_name as _canonical_name
 from ..runtime import resolve_precision, use_cpu
 from . import checkpointing
 from .losses import count_lm_targets
-from .rmsnorm import use_lean_rmsnorm
+from .rmsnorm import recompute_norm_outputs, use_lean_rmsnorm
 from .swiglu import use_lean_mlp
 from .throughput import ThroughputMeter
 
@@ -310,9 +310,10 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
         model.config.use_cache = False
     # Off under DeepSpeed: ZeRO-3 gathers down_proj's weight in that module's own hooks, which the lean MLP
     # skips; the lean norms have not run under its partitioning either.
+    lean_norms = 0
     if not deepspeed:
         use_lean_mlp(model)  # same math; the MLPs keep 2 fewer [N, F] activations each for the backward
-        use_lean_rmsnorm(model)  # same math; each RMSNorm keeps one [N, H] activation fewer
+        lean_norms = use_lean_rmsnorm(model)  # same math; each RMSNorm keeps one [N, H] activation fewer
     names = _named_trainable(model, params)
     if not names:
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
@@ -338,6 +339,9 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
                         f"the loop accumulates {grad_accum}: set gradient_accumulation_steps: auto in the DeepSpeed config")
     # Clip what the optimizer now holds: under FSDP2 the list taken above names replaced tensors.
     trainable = _resolve(accelerator.unwrap_model(model), names)
+    # The linears reading a norm's output remake it in the backward instead of keeping it (same bits). Not
+    # under FSDP, which frees and regathers the weights the remaking reads (untested there).
+    remake_norms = recompute_norm_outputs if lean_norms and not checkpointing.is_sharded(accelerator) else nullcontext
 
     accelerator.init_trackers("train", config={k: v for k, v in (run_config or {}).items() if isinstance(v, (int, float, str, bool))})
     eval_sets = eval_sets or {}
@@ -369,7 +373,8 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
             if deepspeed:  # its engine reduces and steps in the backward pass that has sync_gradients set
                 accelerator.gradient_state._set_sync_gradients(sync)
             with (accelerator.no_sync(model) if not sync and world > 1 else nullcontext()), accelerator.autocast():
-                out = step_fn(model, batch)
+                with remake_norms():
+                    out = step_fn(model, batch)
                 if out.n_tokens != counts[k]:
                     raise RuntimeError(f"count_fn counted {counts[k]} units but the step function averaged over "
                                        f"{out.n_tokens}: pass train(count_fn=...) matching the step")

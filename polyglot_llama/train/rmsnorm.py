@@ -11,16 +11,34 @@ gradients; tested):
 - "offset" (Gemma 2/3, weights stored around 0): y = ((x·r) · (1 + w)).to(x.dtype), all in fp32
 with x·r = x.float() · rsqrt(mean(x.float()²) + eps) over the last dimension.
 `use_lean_rmsnorm` switches a model's norms of those classes in place.
+
+The linears that read a norm's output y (q/k/v after the input norm, gate/up after the post-attention norm)
+each keep y for their weight gradients. Inside `recompute_norm_outputs()` they keep a recipe instead (the
+norm's input x, which the norm keeps anyway, its weight and eps) and y is recomputed in the backward by the
+same code, so to the same bits: one more [N, H] tensor fewer per norm for one elementwise pass.
 """
 
 from __future__ import annotations
 
 import types
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
 SCALE_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm")
 OFFSET_NORMS = ("Gemma2RMSNorm", "Gemma3RMSNorm")
+
+
+def _norm(x: torch.Tensor, weight: torch.Tensor, eps: float, offset: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y [..., H], r = 1/rms [..., 1] fp32), with the Hugging Face classes' ops in their order."""
+    xf = x.float()
+    r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    normed = xf * r
+    if offset:
+        return (normed * (1.0 + weight.float())).to(x.dtype), r
+    return weight * normed.to(x.dtype), r
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -29,14 +47,10 @@ class _RMSNorm(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, x, weight, eps: float, offset: bool):
-        xf = x.float()
-        r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)  # [..., 1] fp32
-        normed = xf * r
+        y, r = _norm(x, weight, eps, offset)
         ctx.save_for_backward(x, r, weight)
         ctx.offset = offset
-        if offset:
-            return (normed * (1.0 + weight.float())).to(x.dtype)
-        return weight * normed.to(x.dtype)
+        return y
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
@@ -61,12 +75,66 @@ class _RMSNorm(torch.autograd.Function):
         return grad_x, grad_weight, None, None
 
 
+@dataclass
+class _Recipe:
+    """How to remake a saved view of a norm's output: the norm's inputs and the view's geometry."""
+    x: torch.Tensor
+    weight: torch.Tensor
+    eps: float
+    offset: bool
+    size: torch.Size
+    stride: tuple[int, ...]
+    storage_offset: int
+
+    def remake(self) -> torch.Tensor:
+        with torch.no_grad():
+            y, _ = _norm(self.x, self.weight, self.eps, self.offset)
+        return y.as_strided(self.size, self.stride, self.storage_offset)
+
+
+_outputs: dict[int, tuple] | None = None
+"""While `recompute_norm_outputs` is active: storage address of each live norm output → (weak reference to
+it, x, weight, eps, offset). An entry leaves when its output is freed, before the address can be reused."""
+
+
+def _lean_norm(x, weight, eps: float, offset: bool):
+    y = _RMSNorm.apply(x, weight, eps, offset)
+    if _outputs is not None and y.requires_grad:
+        key = y.untyped_storage().data_ptr()
+        _outputs[key] = (weakref.ref(y, lambda _, table=_outputs, k=key: table.pop(k, None)), x, weight, eps, offset)
+    return y
+
+
+def _pack(t: torch.Tensor):
+    entry = _outputs.get(t.untyped_storage().data_ptr()) if _outputs is not None else None
+    y = entry[0]() if entry is not None else None
+    if y is None or t.dtype != y.dtype or t.untyped_storage().nbytes() != y.untyped_storage().nbytes():
+        return t
+    return _Recipe(*entry[1:], t.size(), t.stride(), t.storage_offset())
+
+
+def _unpack(saved):
+    return saved.remake() if isinstance(saved, _Recipe) else saved
+
+
+@contextmanager
+def recompute_norm_outputs():
+    """Within it, a lean norm's output saved for the backward by the ops that read it is remade there."""
+    global _outputs
+    previous, _outputs = _outputs, {}
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
+            yield
+    finally:
+        _outputs = previous
+
+
 def _scale_forward(self, hidden_states):
-    return _RMSNorm.apply(hidden_states, self.weight, self.variance_epsilon, False)
+    return _lean_norm(hidden_states, self.weight, self.variance_epsilon, False)
 
 
 def _offset_forward(self, x):
-    return _RMSNorm.apply(x, self.weight, self.eps, True)
+    return _lean_norm(x, self.weight, self.eps, True)
 
 
 def use_lean_rmsnorm(model) -> int:

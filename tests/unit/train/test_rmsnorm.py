@@ -11,7 +11,8 @@ from transformers.models.mistral.modeling_mistral import MistralRMSNorm
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
 
-from polyglot_llama.train.rmsnorm import use_lean_rmsnorm
+from polyglot_llama.train import rmsnorm
+from polyglot_llama.train.rmsnorm import recompute_norm_outputs, use_lean_rmsnorm
 
 HIDDEN = 16
 NORMS = [LlamaRMSNorm, MistralRMSNorm, Qwen2RMSNorm, Qwen3RMSNorm, Gemma2RMSNorm, Gemma3RMSNorm]
@@ -92,3 +93,72 @@ def test_lean_rmsnorm_saves_only_its_input_and_the_inverse_rms(cls):
     assert _saved_bytes(_lean(cls, torch.float32), x) == n * HIDDEN * 4 + n * 4
     # the plain norm also keeps the normalised x (Llama: after the cast; Gemma: before the (1 + w) product)
     assert _saved_bytes(_norm(cls, torch.float32), x) >= 2 * n * HIDDEN * 4
+
+
+def _tiny_model(kind: str):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    common = dict(vocab_size=64, hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1)
+    torch.manual_seed(0)
+    if kind == "llama":
+        return LlamaForCausalLM(LlamaConfig(**common))
+    if kind == "qwen3":  # q_norm / k_norm on [B, T, heads, head_dim]
+        return Qwen3ForCausalLM(Qwen3Config(**common, head_dim=8))
+    return Gemma3ForCausalLM(Gemma3TextConfig(**common, head_dim=8, query_pre_attn_scalar=8, sliding_window=4))
+
+
+def _train_step(model, ids, recompute: bool):
+    """(loss, gradients by name, bytes of the distinct non-parameter storages kept for the backward)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept = {}
+
+    def count(t):
+        if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in params:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    if recompute:  # count what the recompute hook keeps (a recipe keeps nothing of its own)
+        real_pack = rmsnorm._pack
+        rmsnorm._pack = lambda t: count(real_pack(t))
+        try:
+            with recompute_norm_outputs():
+                loss = model(input_ids=ids, labels=ids).loss
+        finally:
+            rmsnorm._pack = real_pack
+    else:
+        with torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
+            loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads, sum(kept.values())
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3", "gemma3"])
+def test_norm_outputs_remade_in_the_backward_give_the_same_gradients_and_are_not_kept(kind):
+    model = _tiny_model(kind)
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(3))
+    plain_loss, plain_grads, _ = _train_step(model, ids, recompute=False)
+    norms = use_lean_rmsnorm(model)
+    assert norms == {"llama": 5, "qwen3": 9, "gemma3": 13}[kind]  # per layer 2 / 4 (+ q/k norms), + the final
+    lean_loss, lean_grads, lean_kept = _train_step(model, ids, recompute=False)
+    loss, grads, kept = _train_step(model, ids, recompute=True)
+    assert torch.equal(loss, lean_loss) and torch.equal(loss, plain_loss)
+    for name, grad in grads.items():
+        assert torch.equal(grad, lean_grads[name]), name  # remade to the same bits
+        assert _max_rel(grad, plain_grads[name]) < 1e-6, name
+    # Per layer the attention's and the MLP's input norm outputs, plus the final norm's (read by lm_head):
+    # 5 [N, H] fp32 tensors fewer, N = 12 tokens.
+    assert lean_kept - kept == 5 * 12 * HIDDEN * 4
+
+
+def test_a_freed_norm_output_leaves_the_table():
+    norm = _lean(LlamaRMSNorm, torch.float32)
+    x = torch.randn(3, HIDDEN, requires_grad=True)
+    with recompute_norm_outputs():
+        y = norm(x)
+        assert len(rmsnorm._outputs) == 1
+        del y  # its address may now be reused by any tensor, which must not be mistaken for it
+        assert rmsnorm._outputs == {}
+    assert rmsnorm._outputs is None
