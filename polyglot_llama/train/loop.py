@@ -33,6 +33,7 @@ from ..progress import phase
 from ..runtime import canonical_name as _canonical_name
 from ..runtime import resolve_precision, use_cpu
 from . import checkpointing
+from .heap import release_free_heap
 from .losses import count_lm_targets
 from .rmsnorm import recompute_norm_outputs, use_lean_rmsnorm
 from .swiglu import use_lean_mlp
@@ -342,6 +343,9 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
     # The linears reading a norm's output remake it in the backward instead of keeping it (same bits). Not
     # under FSDP, which frees and regathers the weights the remaking reads (untested there).
     remake_norms = recompute_norm_outputs if lean_norms and not checkpointing.is_sharded(accelerator) else nullcontext
+    # CPU tensors live on the C heap: hand its free pages back before each forward and backward, so the
+    # resident size follows what the phase touches rather than the fragmented heap's extent (see heap.py).
+    trim_heap = release_free_heap if accelerator.device.type == "cpu" else (lambda: None)
 
     accelerator.init_trackers("train", config={k: v for k, v in (run_config or {}).items() if isinstance(v, (int, float, str, bool))})
     eval_sets = eval_sets or {}
@@ -373,12 +377,14 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
             if deepspeed:  # its engine reduces and steps in the backward pass that has sync_gradients set
                 accelerator.gradient_state._set_sync_gradients(sync)
             with (accelerator.no_sync(model) if not sync and world > 1 else nullcontext()), accelerator.autocast():
+                trim_heap()
                 with remake_norms():
                     out = step_fn(model, batch)
                 if out.n_tokens != counts[k]:
                     raise RuntimeError(f"count_fn counted {counts[k]} units but the step function averaged over "
                                        f"{out.n_tokens}: pass train(count_fn=...) matching the step")
                 loss_sum = out.loss * out.n_tokens
+                trim_heap()
                 accelerator.backward(loss_sum * scale)
             step_loss += loss_sum.detach().double()
             for key, value in out.metrics.items():
