@@ -75,33 +75,45 @@ class _RMSNorm(torch.autograd.Function):
         return grad_x, grad_weight, None, None
 
 
+class _Remade:
+    """One norm output remade once for all the ops that saved it (q, k and v read the same one): the first
+    unpack computes it, the last one lets it go."""
+
+    def __init__(self, x: torch.Tensor, weight: torch.Tensor, eps: float, offset: bool):
+        self.inputs, self.saves, self.y = (x, weight, eps, offset), 0, None
+
+    def take(self) -> torch.Tensor:
+        if self.y is None:
+            with torch.no_grad():
+                self.y, _ = _norm(*self.inputs)
+        y, self.saves = self.y, self.saves - 1
+        if self.saves == 0:
+            self.y = None
+        return y
+
+
 @dataclass
 class _Recipe:
-    """How to remake a saved view of a norm's output: the norm's inputs and the view's geometry."""
-    x: torch.Tensor
-    weight: torch.Tensor
-    eps: float
-    offset: bool
+    """How to remake a saved view of a norm's output: the shared remade output and the view's geometry."""
+    remade: _Remade
     size: torch.Size
     stride: tuple[int, ...]
     storage_offset: int
 
     def remake(self) -> torch.Tensor:
-        with torch.no_grad():
-            y, _ = _norm(self.x, self.weight, self.eps, self.offset)
-        return y.as_strided(self.size, self.stride, self.storage_offset)
+        return self.remade.take().as_strided(self.size, self.stride, self.storage_offset)
 
 
 _outputs: dict[int, tuple] | None = None
 """While `recompute_norm_outputs` is active: storage address of each live norm output → (weak reference to
-it, x, weight, eps, offset). An entry leaves when its output is freed, before the address can be reused."""
+it, its `_Remade`). An entry leaves when its output is freed, before the address can be reused."""
 
 
 def _lean_norm(x, weight, eps: float, offset: bool):
     y = _RMSNorm.apply(x, weight, eps, offset)
     if _outputs is not None and y.requires_grad:
         key = y.untyped_storage().data_ptr()
-        _outputs[key] = (weakref.ref(y, lambda _, table=_outputs, k=key: table.pop(k, None)), x, weight, eps, offset)
+        _outputs[key] = (weakref.ref(y, lambda _, table=_outputs, k=key: table.pop(k, None)), _Remade(x, weight, eps, offset))
     return y
 
 
@@ -110,7 +122,8 @@ def _pack(t: torch.Tensor):
     y = entry[0]() if entry is not None else None
     if y is None or t.dtype != y.dtype or t.untyped_storage().nbytes() != y.untyped_storage().nbytes():
         return t
-    return _Recipe(*entry[1:], t.size(), t.stride(), t.storage_offset())
+    entry[1].saves += 1
+    return _Recipe(entry[1], t.size(), t.stride(), t.storage_offset())
 
 
 def _unpack(saved):

@@ -162,3 +162,21 @@ def test_a_freed_norm_output_leaves_the_table():
         del y  # its address may now be reused by any tensor, which must not be mistaken for it
         assert rmsnorm._outputs == {}
     assert rmsnorm._outputs is None
+
+
+def test_an_output_read_by_three_linears_is_remade_once(monkeypatch):
+    norm = _lean(LlamaRMSNorm, torch.float32)
+    linears = [torch.nn.Linear(HIDDEN, 4) for _ in range(3)]  # as q, k and v read the input norm's output
+    x = torch.randn(2, 5, HIDDEN, requires_grad=True)
+    with recompute_norm_outputs():
+        y = norm(x)
+        loss = sum((lin(y) * (i + 1)).sum() for i, lin in enumerate(linears))
+    remakes = []
+    real_norm = rmsnorm._norm
+    monkeypatch.setattr(rmsnorm, "_norm", lambda *a: remakes.append(1) or real_norm(*a))
+    loss.backward()
+    assert len(remakes) == 1
+    # each weight's gradient is Σ_rows (i + 1) · y: the remade y is the forward's
+    for i, lin in enumerate(linears):
+        expected = (i + 1) * y.detach().reshape(-1, HIDDEN).sum(0).expand(4, HIDDEN)
+        assert torch.allclose(lin.weight.grad, expected, rtol=1e-6, atol=1e-6)
