@@ -5,8 +5,8 @@ weight's gradient, the same again after the cast; Gemma keeps x·r and its fp32 
 and r = 1/rms [N, 1] and recomputes x·r in the backward, one [N, H] tensor fewer per norm (on the SmolLM2-135M
 shape at 2 × 512 tokens, 2.25 MiB per norm, 135 MiB over its 60 norms) for one elementwise pass.
 
-Two layouts, verified against the Hugging Face classes they replace (same forward to the last bit, same
-gradients; tested):
+Two layouts, verified against the Hugging Face classes they replace (same forward to the last bit, gradients
+within fp32 rounding; tested):
 - "scale" (Llama, Mistral, Qwen2, Qwen3): y = w · (x·r).to(x.dtype)
 - "offset" (Gemma 2/3, weights stored around 0): y = ((x·r) · (1 + w)).to(x.dtype), all in fp32
 with x·r = x.float() · rsqrt(mean(x.float()²) + eps) over the last dimension.
