@@ -33,7 +33,9 @@ from ..progress import phase
 from ..runtime import canonical_name as _canonical_name
 from ..runtime import resolve_precision, use_cpu
 from . import checkpointing
+from .heap import release_free_heap
 from .losses import count_lm_targets
+from .rmsnorm import recompute_norm_outputs, use_lean_rmsnorm
 from .swiglu import use_lean_mlp
 from .throughput import ThroughputMeter
 
@@ -307,8 +309,12 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
     if loop.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    if not deepspeed:  # ZeRO-3 gathers down_proj's weight in that module's own hooks, which the lean MLP skips
+    # Off under DeepSpeed: ZeRO-3 gathers down_proj's weight in that module's own hooks, which the lean MLP
+    # skips; the lean norms have not run under its partitioning either.
+    lean_norms = 0
+    if not deepspeed:
         use_lean_mlp(model)  # same math; the MLPs keep 2 fewer [N, F] activations each for the backward
+        lean_norms = use_lean_rmsnorm(model)  # same math; each RMSNorm keeps one [N, H] activation fewer
     names = _named_trainable(model, params)
     if not names:
         raise UserError("no trainable parameters: check the freezing stage's 'trainable' setting")
@@ -334,6 +340,12 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
                         f"the loop accumulates {grad_accum}: set gradient_accumulation_steps: auto in the DeepSpeed config")
     # Clip what the optimizer now holds: under FSDP2 the list taken above names replaced tensors.
     trainable = _resolve(accelerator.unwrap_model(model), names)
+    # The linears reading a norm's output remake it in the backward instead of keeping it (same bits). Not
+    # under FSDP, which frees and regathers the weights the remaking reads (untested there).
+    remake_norms = recompute_norm_outputs if lean_norms and not checkpointing.is_sharded(accelerator) else nullcontext
+    # CPU tensors live on the C heap: hand its free pages back before each forward and backward, so the
+    # resident size follows what the phase touches rather than the fragmented heap's extent (see heap.py).
+    trim_heap = release_free_heap if accelerator.device.type == "cpu" else (lambda: None)
 
     accelerator.init_trackers("train", config={k: v for k, v in (run_config or {}).items() if isinstance(v, (int, float, str, bool))})
     eval_sets = eval_sets or {}
@@ -365,11 +377,14 @@ def train(model, train_data, collate_fn: Callable, step_fn: StepFn, output_dir: 
             if deepspeed:  # its engine reduces and steps in the backward pass that has sync_gradients set
                 accelerator.gradient_state._set_sync_gradients(sync)
             with (accelerator.no_sync(model) if not sync and world > 1 else nullcontext()), accelerator.autocast():
-                out = step_fn(model, batch)
+                trim_heap()
+                with remake_norms():
+                    out = step_fn(model, batch)
                 if out.n_tokens != counts[k]:
                     raise RuntimeError(f"count_fn counted {counts[k]} units but the step function averaged over "
                                        f"{out.n_tokens}: pass train(count_fn=...) matching the step")
                 loss_sum = out.loss * out.n_tokens
+                trim_heap()
                 accelerator.backward(loss_sum * scale)
             step_loss += loss_sum.detach().double()
             for key, value in out.metrics.items():

@@ -54,11 +54,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
             valid = y != IGNORE_INDEX
             logits = (h @ w.T).float()  # [c, V]
-            lse = torch.logsumexp(logits, dim=-1)
             target_logit = logits.gather(1, y.clamp_min(0).unsqueeze(1)).squeeze(1)
-            total += ((lse - target_logit) * valid).sum()
             if need_h or need_w:
-                grad = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place: [c, V]
+                # The softmax in place and log-sum-exp from the same exponentials: logsumexp would make a
+                # second [c, V] block beside the logits at the step's peak of memory.
+                row_max = logits.amax(dim=-1, keepdim=True)
+                grad = logits.sub_(row_max).exp_()  # [c, V]
+                sums = grad.sum(dim=-1, keepdim=True)
+                lse = (row_max + sums.log()).squeeze(1)
+                grad.div_(sums)  # softmax
                 rows = torch.arange(y.shape[0], device=y.device)
                 grad[rows, y.clamp_min(0)] -= 1.0
                 grad[~valid] = 0.0  # rows without a target: a row write, not a pass over [c, V]
@@ -67,6 +71,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     grad_h[start:start + chunk_size] = grad @ w
                 if need_w:
                     grad_w.addmm_(grad.T.float(), h.float())  # no copy when already fp32
+            else:
+                lse = torch.logsumexp(logits, dim=-1)
+            total += ((lse - target_logit) * valid).sum()
         # Kept on ctx rather than saved for backward: backward scales them in place and hands them over
         # (one [V, H] buffer, not two). The loop never backpropagates through one graph twice.
         ctx.grads, ctx.weight_dtype = (grad_h, grad_w), weight.dtype

@@ -67,3 +67,22 @@ def test_linear_cross_entropy_prepares_no_gradients_under_no_grad(monkeypatch):
     assert abs(float(got) - float(ref)) < 1e-5  # summed in fp32
     linear_cross_entropy(hidden, weight, targets, chunk_size=3)  # with gradients: one softmax per chunk
     assert softmax_blocks == [(3, 11), (3, 11), (1, 11)]
+
+
+def test_linear_cross_entropy_takes_the_log_sum_exp_from_the_softmax_when_training(monkeypatch):
+    """torch.logsumexp allocates its own [c, V] block of exponentials, beside the logits, at the step's peak
+    of memory; with gradients the loss reuses the softmax's sums instead (one [c, V] block per chunk)."""
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([3, IGNORE_INDEX, 0, 10, 10, IGNORE_INDEX, 4])
+    calls = []
+    logsumexp = torch.logsumexp
+    monkeypatch.setattr(torch, "logsumexp", lambda *a, **k: calls.append(a[0].shape) or logsumexp(*a, **k))
+    got = linear_cross_entropy(hidden, weight, targets, chunk_size=3)
+    assert calls == []
+    ref = F.cross_entropy(hidden @ weight.T, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    assert abs(float(got) - float(ref)) < 1e-5
+    with torch.no_grad():  # validation: no softmax, so logsumexp is the one pass
+        linear_cross_entropy(hidden, weight, targets, chunk_size=3)
+    assert len(calls) == 3
