@@ -55,6 +55,13 @@ class ModelExtendConfig:
     init_max_tokens: int = 2500
     """init distill: at most this many old-tokenizer tokens of text are read (cost: one forward of the model over
     them, then a forward and backward over 2 chunks of init_chunk_chars characters per step)."""
+    init_hidden_weight: float = 0.0
+    """init distill: weight of matching the original model's hidden states, every layer, after each new token
+    (against the state after the token's last old piece); 0 = output distributions only."""
+    untie_head: bool = False
+    """A tied model gets its own LM head (a copy of the embeddings; the checkpoint grows by one V x H matrix)
+    so that the new tokens' input rows (what reading them means) and output rows (how probable they are)
+    are set apart; ``tie_word_embeddings`` becomes false. Untied models are unaffected."""
     init_chunk_chars: int = 150
     """init distill: the text is cut into chunks of this many characters."""
     output: str = ""
@@ -85,6 +92,8 @@ class ModelExtendConfig:
             raise UserError("keys 'eval_max_records' and 'eval_max_chars' must be at least 1")
         if self.init_steps < 0:
             raise UserError(f"key 'init_steps' is {self.init_steps}; give 0 (subword-mean rows, no fitting) or more")
+        if self.init_hidden_weight < 0:
+            raise UserError(f"key 'init_hidden_weight' is {self.init_hidden_weight}; give 0 (output distributions only) or more")
         for key in ("init_lr", "init_max_tokens", "init_chunk_chars"):
             if not getattr(self, key) > 0:
                 raise UserError(f"key '{key}' is {getattr(self, key)}; it must be positive")
@@ -231,18 +240,24 @@ def run(cfg: ModelExtendConfig) -> dict:
         _fill(weight, old_size, new_size, rows)
         if pad:
             _fill(weight, pad[0], rows_after, new_rows(old_rows, "mean", [None] * len(pad), std, generator))
+    untied = bool(tied and cfg.untie_head)
+    if untied:  # one V x H copy; from here on the old rows of both matrices are still the original's
+        model.get_output_embeddings().weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone())
+        model.config.tie_word_embeddings = False
+        log.info("untied the LM head of %s (tie_word_embeddings: false)", cfg.model)
     distilled = None
     if cfg.init == "distill":
         by_id = dict(zip(fresh, subwords))
         pieces_of = lambda i: [i] if i < old_size else (by_id.get(i) or [])  # noqa: E731
         source, documents, rejected = distill_documents(cfg, old, new, added, pieces_of)
         distilled = {"text": source, "rejected_records": rejected, **distill_new_rows(model, old_size, added, documents, pieces_of, context_token(old),
-                                                        cfg.init_steps, cfg.init_lr, 2, generator)}
+                                                        cfg.init_steps, cfg.init_lr, 2, generator,
+                                                        cfg.init_hidden_weight)}
         log.info("distill init: %s", distilled)
 
     record = {"old_vocab_size": old_size, "new_token_ids": added, "init": cfg.init, "tokenizer": str(cfg.tokenizer),
               "base_tokenizer": str(old_dir), "new_vocab_size": new_size, "embedding_rows": rows_after,
-              "pad_to_multiple_of": cfg.pad_to_multiple_of, "logit_offset": cfg.logit_offset}
+              "pad_to_multiple_of": cfg.pad_to_multiple_of, "logit_offset": cfg.logit_offset, "untied_head": untied}
     if distilled is not None:
         record["distill"] = distilled
     after = {lang: bits_per_byte(model, new, texts, cfg.eval_max_chars) for lang, texts in eval_text.items()}
@@ -255,7 +270,8 @@ def run(cfg: ModelExtendConfig) -> dict:
     write_resolved_config(cfg, cfg.output, "model extend")
     log.info("resized %s: %d -> %d rows (%d new tokens, init %s, tied=%s)", cfg.model, rows_before, rows_after, len(added), cfg.init, tied)
     return {"output": str(cfg.output), "old_vocab_size": old_size, "new_vocab_size": new_size, "new_tokens": len(added),
-            "embedding_rows_before": rows_before, "embedding_rows": rows_after, "tied_embeddings": tied,
+            "embedding_rows_before": rows_before, "embedding_rows": rows_after, "tied_embeddings": tied and not untied,
+            "untied_head": untied,
             "init": cfg.init, "logit_offset": cfg.logit_offset, "bits_per_byte": report,
             **({"distill": distilled} if distilled is not None else {}),
             "model_type": model.config.model_type, "dtype": str(model.dtype).removeprefix("torch."),
