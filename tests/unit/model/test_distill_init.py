@@ -131,3 +131,26 @@ def test_the_hidden_state_term_moves_the_rows(en_model_dir):
         rows[weight] = (model.get_input_embeddings().weight[old_size:].clone(), summary["loss_first"])
     assert not torch.allclose(rows[0.0][0], rows[1.0][0])
     assert rows[1.0][1] > rows[0.0][1]  # the first loss includes the (positive) hidden-state term
+
+
+def test_without_eval_text_the_report_scores_init_text_records_the_fit_never_reads(en_model_dir, en_tokenizer_dir, tmp_path):
+    from tokenizers import Tokenizer
+
+    from polyglot_test_utils import write_jsonl
+    from polyglot_llama.model.bits_per_byte import bits_per_byte
+    from polyglot_llama.tokenizer.extend import TokenizerExtendConfig, run as extend_tokenizer
+
+    records = [{"text": f"{k}번째 글: 바닷가 마을에서는 해가 뜨기 전에 배가 나간다."} for k in range(8)]
+    text = write_jsonl(tmp_path / "ko.jsonl", records)
+    extend_tokenizer(TokenizerExtendConfig(base=str(en_tokenizer_dir), input=[text], new_tokens=20, lang="ko",
+                                           output=str(tmp_path / "tok")))
+    # A budget of 1 old token: the fit reads the first record's one chunk; records 2-4 are held out.
+    result = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "out"),
+                                   init_max_tokens=1, init_steps=1, eval_max_records=3))
+    assert result["distill"]["documents"] == 1
+    assert list(result["bits_per_byte"]) == ["ko"]  # the language tokenizer extend was given
+    assert result["bits_per_byte_text"] == f"3 records of {text} after those the distill init reads"
+    original = load_causal_lm(en_model_dir)
+    old = Tokenizer.from_file(str(en_tokenizer_dir / "tokenizer.json"))
+    expected = bits_per_byte(original, old, [r["text"] for r in records[1:4]], 400)
+    assert result["bits_per_byte"]["ko"]["before"] == pytest.approx(expected, abs=1e-4)
