@@ -1,6 +1,7 @@
 """Bits per byte on SmolLM2-135M-Instruct: original → `model extend` → N new-rows-only training steps.
 
-    python bench/bench_extend_real.py [--init distill] [--steps 20] [--seq-len 64] [--batch 4] [--threads 2]
+    python bench/bench_extend_real.py [--init distill] [--untie-head] [--init-hidden-weight 1] [--steps 20]
+        [--seq-len 64] [--batch 4] [--threads 2]
 
 Text: the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and, for init distill,
 to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real); training: Korean 1-40 with
@@ -38,6 +39,8 @@ def write(path: Path, rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--init", default="distill")
+    parser.add_argument("--untie-head", action="store_true", help="model extend --untie-head true")
+    parser.add_argument("--init-hidden-weight", type=float, default=0.0)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
@@ -66,7 +69,8 @@ def main() -> None:
                                                output=str(work / "tok")))
         extended = extend_model(ModelExtendConfig(
             model=str(REAL), tokenizer=str(work / "tok"), output=str(work / "ext"), init=args.init,
-            init_text=[paths["ko_train"]] if args.init == "distill" else [],
+            init_text=[paths["ko_train"]] if args.init == "distill" else [], untie_head=args.untie_head,
+            init_hidden_weight=args.init_hidden_weight,
             eval_text=[paths["ko_val"], paths["en_val"]], eval_max_records=HELD_OUT, eval_max_chars=CHARS))
         extend_seconds = time.time() - started
         mix(load_config(MixConfig, overrides={
@@ -83,7 +87,7 @@ def main() -> None:
         trained = load_causal_lm(work / "cpt")
         tokenizer = Tokenizer.from_file(str(work / "cpt" / "tokenizer.json"))
         report = extended["bits_per_byte"]
-        print(f"init {args.init}, {args.steps} new-rows steps of {args.batch} x {args.seq_len} tokens; "
+        print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}), {args.steps} new-rows steps of {args.batch} x {args.seq_len} tokens; "
               f"extend {extend_seconds:.0f} s, total {time.time() - started:.0f} s")
         print("lang  original  after extend  (ratio)  after training  (ratio)")
         for lang, val in (("ko", ko[TRAIN:TRAIN + HELD_OUT]), ("en", en[TRAIN:TRAIN + HELD_OUT])):

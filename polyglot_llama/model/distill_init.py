@@ -72,23 +72,33 @@ def _old_logits(model, hidden: torch.Tensor, old_size: int) -> torch.Tensor:
     return cap * torch.tanh(logits / cap) if cap else logits
 
 
+def hidden_state_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over layers of ``Σ |h_S - h_T|² / Σ |h_T|²`` (sums over positions and features): student [K, N, H]
+    and teacher [K, N, H] hidden states of K layers at N aligned positions. Per-layer normalisation, because
+    the scale of the residual stream grows by orders of magnitude from the first layer to the last."""
+    return ((student.float() - teacher.float()).pow(2).sum((1, 2)) / teacher.float().pow(2).sum((1, 2)).clamp_min(1e-12)).mean()
+
+
 class _Document:
-    """One aligned text: student ids [1 + N], and per student position the teacher's final state [N, H] and
-    the next new id [N]."""
+    """One aligned text: student ids [1 + N], and per student position the teacher's final state before the
+    token [N, H], the next new id [N], and the teacher's states of every layer after the token's last old
+    piece [K, N, H] (what reading the new token should leave in the residual stream)."""
 
     def __init__(self, model, context_id: int, old_ids: list[int], new_ids: list[int], spans, old_size: int):
         device = next(model.parameters()).device
         teacher_in = torch.tensor([[context_id] + old_ids], device=device)
-        hidden = model.base_model(input_ids=teacher_in).last_hidden_state[0]  # [1 + L, H]
+        layers = model.base_model(input_ids=teacher_in, output_hidden_states=True).hidden_states  # K+1 x [1, 1 + L, H]
         starts = torch.tensor([s for s, _ in spans], device=device)
+        ends = torch.tensor([e for _, e in spans], device=device)
         self.student_in = torch.tensor([[context_id] + new_ids], device=device)
-        self.teacher_hidden = hidden[starts].detach()  # state after old token s - 1 (index s, the context is 0)
+        self.teacher_hidden = layers[-1][0, starts].detach()  # state after old token s - 1 (index s, the context is 0)
+        self.teacher_layers = torch.stack([h[0, ends] for h in layers[1:]]).detach()  # after old token e - 1
         self.next_ids = torch.tensor(new_ids, device=device)
 
 
 def distill_new_rows(model, old_size: int, new_ids: list[int], documents: list[tuple[list[int], list[int]]],
                      pieces_of, context_id: int, steps: int, lr: float, batch_documents: int,
-                     generator: torch.Generator) -> dict:
+                     generator: torch.Generator, hidden_weight: float = 0.0) -> dict:
     """Fit the rows ``new_ids`` of the (already resized and initialised) model's input embeddings and untied
     head in place with Adam on ``distillation_loss``; every other parameter is left untouched (old rows are
     restored bit for bit at the end). ``documents``: (old ids, new ids) of the same text. Returns a summary:
@@ -122,10 +132,14 @@ def distill_new_rows(model, old_size: int, new_ids: list[int], documents: list[t
             total = 0.0
             for k in chosen:  # one document at a time: [N, V_new] log-probabilities are the largest tensor
                 doc = docs[k]
-                logprobs = torch.log_softmax(model(input_ids=doc.student_in).logits[0, :-1].float(), -1)
+                out = model(input_ids=doc.student_in, output_hidden_states=hidden_weight > 0)
+                logprobs = torch.log_softmax(out.logits[0, :-1].float(), -1)
                 with torch.no_grad():
                     teacher_probs = torch.softmax(_old_logits(model, doc.teacher_hidden, old_size), -1)
                 loss = distillation_loss(logprobs, teacher_probs, doc.next_ids, TEACHER_WEIGHT)
+                if hidden_weight > 0:  # student state after new token k (index k + 1) against the teacher's after its span
+                    student_layers = torch.stack([h[0, 1:] for h in out.hidden_states[1:]])
+                    loss = loss + hidden_weight * hidden_state_loss(student_layers, doc.teacher_layers)
                 (loss * doc.next_ids.numel() / positions).backward()
                 total += loss.item() * doc.next_ids.numel() / positions
             for w in weights:

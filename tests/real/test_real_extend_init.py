@@ -1,6 +1,7 @@
 """Issue 13 point 8 on the real SmolLM2-135M-Instruct: `model extend`'s default (distill) init leaves the Korean
-bits per byte lower than subword-mean does (+73.6 % against +82.5 % over the original model; the issue's target
-of 2 % is not reached); English and the old rows are untouched.
+bits per byte lower than subword-mean does (+73.6 % against +82.5 % over the original model), and the opt-in
+untied head lower still (+66.9 %); the issue's target of 2 % is not reached. English
+and the old rows are untouched.
 
 300 Korean tokens learnt on paragraphs 1-40 of the bundled sample (the distill init reads the same text),
 bits per byte on the first 8 held-out paragraphs 41-48, 200 characters each (docs/real-checkpoints.md).
@@ -21,9 +22,7 @@ from polyglot_llama.tokenizer.extend import TokenizerExtendConfig, run as extend
 TRAIN = 40
 
 
-@pytest.fixture(scope="module")
-def distilled(smollm2_dir, tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp("smollm2_distill")
+def _extend(smollm2_dir, work, **init) -> dict:
     ko, en = sample_records("ko"), sample_records("en")
     ko_train = write_jsonl(work / "ko_train.jsonl", ko[:TRAIN])
     extend_tokenizer(TokenizerExtendConfig(base=str(smollm2_dir), input=[ko_train], new_tokens=300, lang="ko",
@@ -31,8 +30,13 @@ def distilled(smollm2_dir, tmp_path_factory) -> dict:
     result = extend_model(ModelExtendConfig(
         model=str(smollm2_dir), tokenizer=str(work / "tok"), output=str(work / "ext"), init_text=[ko_train],
         eval_text=[write_jsonl(work / "ko_val.jsonl", ko[TRAIN:]), write_jsonl(work / "en_val.jsonl", en[TRAIN:])],
-        eval_max_records=8, eval_max_chars=200))
+        eval_max_records=8, eval_max_chars=200, **init))
     return {"work": work, "result": result}
+
+
+@pytest.fixture(scope="module")
+def distilled(smollm2_dir, tmp_path_factory) -> dict:
+    return _extend(smollm2_dir, tmp_path_factory.mktemp("smollm2_distill"))
 
 
 def test_distill_init_keeps_korean_near_the_original(distilled):
@@ -55,3 +59,15 @@ def test_old_rows_stay_bit_identical(distilled, smollm2_dir):
     assert torch.equal(new[:49152], old)
     record = json.loads((distilled["work"] / "ext" / "new_tokens.json").read_text())
     assert record["init"] == "distill" and record["new_token_ids"] == list(range(49152, 49460))
+
+
+def test_an_untied_head_beats_the_tied_default(smollm2_dir, tmp_path):
+    """--untie-head true: the best init measured (docs/tokenizer.md), 4.067 (+66.9 %) against the tied default's
+    4.228 (+73.6 %); still far from the issue's 2 %."""
+    result = _extend(smollm2_dir, tmp_path, untie_head=True)["result"]
+    ko, en = result["bits_per_byte"]["ko"], result["bits_per_byte"]["en"]
+    assert result["untied_head"] is True and result["tied_embeddings"] is False
+    assert ko["after"] < 4.15  # the tied default reaches 4.228
+    assert en["after"] == pytest.approx(en["before"], abs=1e-4)
+    with safe_open(tmp_path / "ext" / "model.safetensors", "pt") as f:
+        assert f.get_tensor("lm_head.weight").shape == (49152 + 8 + 300, 576)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polyglot_llama.model.distill_init import align_spans, distill_new_rows, distillation_loss
+from polyglot_llama.model.distill_init import align_spans, distill_new_rows, distillation_loss, hidden_state_loss
 from polyglot_llama.model.extend import ModelExtendConfig, run
 from polyglot_llama.model.checkpoint import load_causal_lm
 
@@ -33,6 +33,16 @@ def test_distillation_loss_is_next_token_cross_entropy_plus_teacher_odds_among_o
     assert loss.item() == pytest.approx((1.3862944 + 0.6931472) / 2 + 0.6827240, abs=1e-6)
     half = distillation_loss(student, teacher, next_ids, teacher_weight=0.5)
     assert half.item() == pytest.approx((1.3862944 + 0.6931472) / 2 + 0.5 * 0.6827240, abs=1e-6)
+
+
+def test_hidden_state_loss_is_the_per_layer_relative_squared_error_averaged_over_layers():
+    # Layer 1: teacher (3, 4) |.|² 25, student (3, 0): 16 / 25 = 0.64. Layer 2: teacher (1, 0), student (0, 0): 1.
+    teacher = torch.tensor([[[3.0, 4.0]], [[1.0, 0.0]]])
+    student = torch.tensor([[[3.0, 0.0]], [[0.0, 0.0]]])
+    assert hidden_state_loss(student, teacher).item() == pytest.approx((0.64 + 1.0) / 2, abs=1e-6)
+    assert hidden_state_loss(teacher, teacher).item() == 0.0
+    # Two positions in one layer: the sums run over positions before dividing, (1 + 0) / (1 + 4) = 0.2.
+    assert hidden_state_loss(torch.tensor([[[0.0], [2.0]]]), torch.tensor([[[1.0], [2.0]]])).item() == pytest.approx(0.2)
 
 
 def _tiny_pair(en_model_dir):
@@ -99,4 +109,48 @@ def test_teacher_state_is_the_original_model_after_the_old_tokens_before_each_ne
         for j, s in enumerate([0, 1, 3, 4]):
             prefix = torch.tensor([[1] + old_ids[:s]])
             assert torch.allclose(doc.teacher_hidden[j], model.base_model(input_ids=prefix).last_hidden_state[0, -1], atol=1e-5)
+        # After reading new token j the student should hold what the teacher holds after its last old piece
+        # (span ends e = 1, 3, 4, 7), in every layer.
+        layers = model.config.num_hidden_layers
+        assert doc.teacher_layers.shape == (layers, 4, model.config.hidden_size)
+        for j, e in enumerate([1, 3, 4, 7]):
+            states = model.base_model(input_ids=torch.tensor([[1] + old_ids[:e]]), output_hidden_states=True).hidden_states
+            for k in range(layers):
+                assert torch.allclose(doc.teacher_layers[k, j], states[k + 1][0, -1], atol=1e-5), (j, k)
     assert doc.student_in.tolist() == [[1] + new_ids] and doc.next_ids.tolist() == new_ids
+
+
+def test_the_hidden_state_term_moves_the_rows(en_model_dir):
+    rows = {}
+    for weight in (0.0, 1.0):
+        model, old_size, spell = _tiny_pair(en_model_dir)
+        documents = [([20, 5, 6, 30, 7, 8, 9, 40] * 2, [20, old_size, 30, old_size + 1, 40] * 2)]
+        summary = distill_new_rows(model, old_size, [old_size, old_size + 1], documents, lambda i: spell.get(i, [i]), 1,
+                                   steps=3, lr=0.05, batch_documents=1, generator=torch.Generator().manual_seed(0),
+                                   hidden_weight=weight)
+        rows[weight] = (model.get_input_embeddings().weight[old_size:].clone(), summary["loss_first"])
+    assert not torch.allclose(rows[0.0][0], rows[1.0][0])
+    assert rows[1.0][1] > rows[0.0][1]  # the first loss includes the (positive) hidden-state term
+
+
+def test_without_eval_text_the_report_scores_init_text_records_the_fit_never_reads(en_model_dir, en_tokenizer_dir, tmp_path):
+    from tokenizers import Tokenizer
+
+    from polyglot_test_utils import write_jsonl
+    from polyglot_llama.model.bits_per_byte import bits_per_byte
+    from polyglot_llama.tokenizer.extend import TokenizerExtendConfig, run as extend_tokenizer
+
+    records = [{"text": f"{k}번째 글: 바닷가 마을에서는 해가 뜨기 전에 배가 나간다."} for k in range(8)]
+    text = write_jsonl(tmp_path / "ko.jsonl", records)
+    extend_tokenizer(TokenizerExtendConfig(base=str(en_tokenizer_dir), input=[text], new_tokens=20, lang="ko",
+                                           output=str(tmp_path / "tok")))
+    # A budget of 1 old token: the fit reads the first record's one chunk; records 2-4 are held out.
+    result = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "out"),
+                                   init_max_tokens=1, init_steps=1, eval_max_records=3))
+    assert result["distill"]["documents"] == 1
+    assert list(result["bits_per_byte"]) == ["ko"]  # the language tokenizer extend was given
+    assert result["bits_per_byte_text"] == f"3 records of {text} after those the distill init reads"
+    original = load_causal_lm(en_model_dir)
+    old = Tokenizer.from_file(str(en_tokenizer_dir / "tokenizer.json"))
+    expected = bits_per_byte(original, old, [r["text"] for r in records[1:4]], 400)
+    assert result["bits_per_byte"]["ko"]["before"] == pytest.approx(expected, abs=1e-4)

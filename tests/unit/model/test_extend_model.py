@@ -74,6 +74,30 @@ def test_old_rows_identical_and_new_rows_are_subword_means(en_model_dir, tied_mo
     assert checked > 250
 
 
+def test_untie_head_gives_a_tied_model_its_own_head_explicitly(tied_model_dir, en_model_dir, ko_tokenizer_dir, tmp_path):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    result = run(ModelExtendConfig(model=str(tied_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out"),
+                                   init="distill", init_steps=2, untie_head=True))
+    assert result["untied_head"] is True and result["tied_embeddings"] is False and result["model_type"] == "llama"
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False and config["model_type"] == "llama"
+    assert json.loads((tmp_path / "out" / "new_tokens.json").read_text())["untied_head"] is True
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
+        head, embed = f.get_tensor("lm_head.weight"), f.get_tensor("model.embed_tokens.weight")
+    old = load_causal_lm(tied_model_dir).get_input_embeddings().weight
+    assert torch.equal(head[:512], old) and torch.equal(embed[:512], old)  # both copies keep the old rows
+    assert not torch.equal(head[512:], embed[512:])  # the fit moved input and output rows apart
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert loaded.get_output_embeddings().weight.data_ptr() != loaded.get_input_embeddings().weight.data_ptr()
+    assert torch.equal(loaded.get_output_embeddings().weight, head)
+    # Already untied: nothing to untie, and the flag says so.
+    untied = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "u"),
+                                   init="subword-mean", untie_head=True))
+    assert untied["untied_head"] is False and untied["tied_embeddings"] is False
+
+
 def test_mean_and_random_inits_and_padding(en_model_dir, ko_tokenizer_dir, tmp_path):
     run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "mean"),
                           init="mean", pad_to_multiple_of=64))
@@ -149,6 +173,7 @@ def test_logit_offset_moves_new_token_logits_by_that_many_nats(en_model_dir, en_
     ("init_lr", 0.0, "key 'init_lr' is 0.0; it must be positive"),
     ("init_max_tokens", 0, "key 'init_max_tokens' is 0; it must be positive"),
     ("init_chunk_chars", -5, "key 'init_chunk_chars' is -5; it must be positive"),
+    ("init_hidden_weight", -0.5, "key 'init_hidden_weight' is -0.5; give 0 (output distributions only) or more"),
 ])
 def test_distill_settings_out_of_range_name_their_key(key, value, message):
     with pytest.raises(UserError) as error:
