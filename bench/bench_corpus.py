@@ -265,7 +265,8 @@ def main() -> None:
             load = os.getloadavg()[0]
             seg = args.workers_segmenter
             machine = machine_parallelism()
-            # load Kiwi and the LID model here first: forked workers inherit them, an in-process run would pay
+            # load the LID model here first: forked workers inherit it, an in-process run would pay. Kiwi cannot be
+            # inherited (its thread is not forked): each of the 2 workers loads its own, ~0.9 s the 1-worker run skips
             full_recipe(docs[:20], Path(tmp) / "warm-up", seg)
             _, one, split_one = full_recipe(docs, Path(tmp) / "w", seg, tasks=2, workers=1, files=args.files)
             _, two, split_two = full_recipe(docs, Path(tmp) / "w", seg, tasks=2, workers=2, files=args.files)

@@ -33,6 +33,7 @@ agreement of words and of decisions.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from itertools import chain
 
@@ -135,14 +136,22 @@ class EojeolKiwiTokenizer(WordTokenizer):
         super().__init__(inner.language)
         self.inner, self.max_entries = inner, max_entries
         self._words: dict[str, list[str]] = {}
-        self._kiwi = None
+        self._kiwi, self._kiwi_pid = None, None
+        self._forked_kiwis: list = []
 
     def _analyse(self, eojeols: list[str]) -> None:
-        if self._kiwi is None:
+        # one Kiwi per process: Kiwi analyses on a thread of its own, which a forked worker does not inherit, so
+        # a Kiwi loaded before the fork waits forever in the worker (a 2-worker build after an in-process one hung).
+        # The parent's Kiwi is kept, never freed, in the worker: freeing it joins that missing thread (abort).
+        if self._kiwi_pid != os.getpid():
             from kiwipiepy import Kiwi
+
+            if self._kiwi is not None:
+                self._forked_kiwis.append(self._kiwi)
 
             # one thread: Kiwi's default worker threads cost ~35 % more CPU per document and share no work here
             self._kiwi = Kiwi(model_type=self.inner.model_type, num_workers=1)
+            self._kiwi_pid = os.getpid()
         for eojeol, tokens in zip(eojeols, self._kiwi.tokenize(eojeols)):  # each string analysed on its own
             self._words[eojeol] = strip_strings([eojeol[t.start:t.end] for t in tokens])
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import time
 
 from polyglot_llama.corpus.words import ScriptWordTokenizer, word_tokenizer
 
@@ -76,3 +79,24 @@ def test_script_tokenizer_by_chunk_with_memo_equals_the_regex_on_the_whole_text(
     assert 0 < len(tokenizer._tokens) <= 50
     copy = pickle.loads(pickle.dumps(tokenizer))
     assert (copy.language, copy.max_entries, copy._tokens) == ("ko", 50, {})
+
+
+def test_kiwi_per_eojeol_works_in_a_worker_forked_after_the_parent_used_it():
+    # corpus build forks its workers; a Kiwi loaded before the fork waited forever in the worker (its analysis
+    # thread is not forked), so a 2-worker build run after an in-process one hung in the filter stage
+    memo = word_tokenizer("ko", "datatrove_eojeol")
+    assert memo.word_tokenize("국민의 권리") == ["국민", "의", "권리"]  # loads Kiwi here
+    pid = os.fork()
+    if pid == 0:  # the worker: an eojeol the parent never analysed, so Kiwi runs
+        ok = memo.word_tokenize("헌법은 정한다") == ["헌법", "은", "정한", "한다"]
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0, "the forked worker segmented differently"
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("Kiwi hung in a worker forked after the parent loaded it")
