@@ -160,23 +160,8 @@ def child(kind: str, work: Path, steps: int, batch: int, rep: int) -> dict:
             "phase_peak_mb": phases.stop()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--layers", type=int, default=30, help="fewer for a quick look; 30 is SmolLM2-135M")
-    parser.add_argument("--child", choices=["ours", "trainer"], help=argparse.SUPPRESS)
-    parser.add_argument("--work", help=argparse.SUPPRESS)
-    parser.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, Path(args.work), args.steps, args.batch, args.rep)))
-        return
-
-    work = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
-    prepare(work, args.seq_len, args.layers)
+def _run_pairs(work: Path, args) -> tuple[dict[str, list[dict]], tuple, tuple]:
+    """Each side's runs in fresh processes, alternated, with the load average before and after."""
     print(f"SmolLM2-135M shape ({args.layers} layers, vocab 49152, tied), {args.steps} steps × batch {args.batch} "
           f"× {args.seq_len} tokens, fp32, {os.environ.get('OMP_NUM_THREADS', 'all')} threads")
     load_before = os.getloadavg()
@@ -188,7 +173,10 @@ def main() -> None:
                                   "--steps", str(args.steps), "--batch", str(args.batch)],
                                  check=True, capture_output=True, text=True)
             results[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    load_after = os.getloadavg()
+    return results, load_before, os.getloadavg()
+
+
+def _report(results: dict[str, list[dict]], load_before: tuple, load_after: tuple) -> None:
     dtypes = {r["dtype"] for runs in results.values() for r in runs}
     if len(dtypes) != 1:
         raise RuntimeError(f"the two sides trained in different dtypes: {dtypes}")
@@ -210,6 +198,29 @@ def main() -> None:
         for r in runs:
             print(f"{kind} peak RSS by phase (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in r["phase_peak_mb"].items()))
     print(f"dtype {dtypes.pop()}; load average (1, 5, 15 min) before {load_before}, after {load_after}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--layers", type=int, default=30, help="fewer for a quick look; 30 is SmolLM2-135M")
+    parser.add_argument("--child", choices=["ours", "trainer"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, Path(args.work), args.steps, args.batch, args.rep)))
+        return
+
+    # Every run writes checkpoints of the 135M model (several GB in all): the folder goes however the bench ends.
+    with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:
+        work = Path(tmp)
+        prepare(work, args.seq_len, args.layers)
+        results, load_before, load_after = _run_pairs(work, args)
+    _report(results, load_before, load_after)
 
 
 if __name__ == "__main__":
