@@ -2,7 +2,7 @@
 
 datatrove's `MinhashDedupSignature.get_shingles` builds every word n-gram as a tuple (``itertools.tee``),
 joins it with ``" ".join`` and hashes it through a Python wrapper around xxhash, one Python call per
-n-gram (about one per character for Hangul and Han, which the shingle splitter cuts per character).
+n-gram (about one per character for Hangul and Han, which the shingle splitter cuts per syllable/character).
 Profiling the recipe without Kiwi put a fifth of the CPU time there. Here the n-gram strings are slices
 of one space-joined string (word i starts at ``starts[i]``: ``" ".join(words[i:i+n]) ==
 spaced[starts[i]:starts[i+n]-1]``) and the hash function is xxhash's C function itself, and the text is simplified by `simplify.simplify_text`
@@ -11,7 +11,7 @@ array is the same, element for element (`tests/unit/corpus/test_shingles.py` che
 
 The signature is datatrove's ``min over shingles of (a * shingle + b) mod (2**61 - 1)`` for each of the
 num_buckets * hashes_per_bucket permutations (a, b), products wrapping at 2**64 as in its uint64 numpy code.
-datatrove computes it on the whole (shingles x permutations) array at once (1,400 x 112 x 8 bytes = 1.2 MB
+datatrove computes it on the whole (shingles x permutations) array at once (600 x 112 x 8 bytes = 0.5 MB
 per temporary for a 1,000-character Korean document), which runs from main memory; here it goes 256
 shingles at a time (230 KB, within the CPU's cache), and ``x mod (2**61 - 1)`` is two shifts and adds
 instead of a 64-bit division: with x = q * 2**61 + r, x = q + r (mod 2**61 - 1) and q + r < 2 * (2**61 - 1).

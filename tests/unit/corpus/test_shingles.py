@@ -28,6 +28,12 @@ def test_same_shingles_as_datatrove(tmp_path, n_grams, precision, hash_fc):
     assert sum(len(ours.get_shingles(t)) for t in texts) > 1000  # real text, not only the edge cases
 
 
+def test_korean_shingles_are_syllable_ngrams(tmp_path):
+    """8 syllables, 5-grams: 4 shingles (one per 5 syllables), not 16 of 5 jamo each from the NFD text."""
+    step = FastMinhashDedupSignature(str(tmp_path), MinhashConfig(n_grams=5), language=ScriptWordTokenizer())
+    assert step.get_shingles("대한민국 헌법 전문").shape == (4, 1)
+
+
 @pytest.mark.parametrize("precision,num_buckets,hashes_per_bucket", [(64, 14, 8), (32, 14, 8), (64, 3, 5)])
 def test_same_signatures_as_datatrove(tmp_path, precision, num_buckets, hashes_per_bucket):
     config = MinhashConfig(n_grams=5, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket,

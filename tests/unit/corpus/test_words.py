@@ -13,6 +13,10 @@ from polyglot_llama.corpus.words import ScriptWordTokenizer, word_tokenizer
 def test_scripts():
     t = ScriptWordTokenizer()
     assert t.word_tokenize("한국어 문장입니다.") == ["한", "국", "어", "문", "장", "입", "니", "다", "."]
+    # in NFD (MinHash shingles read datatrove's simplify_text, which ends in NFD) a syllable is 2-3 conjoining
+    # jamo and still one token; a compatibility jamo (ㄱ) is a letter of its own
+    assert t.word_tokenize("\u1112\u1161\u11ab\u1100\u116e\u11a8\u110b\u1165 \u3131 \u1100\u1161\u11a8") == [
+        "\u1112\u1161\u11ab", "\u1100\u116e\u11a8", "\u110b\u1165", "\u3131", "\u1100\u1161\u11a8"]  # 한 국 어 ㄱ 각
     assert t.word_tokenize("日本語の文章を使っている。カタカナー") == [
         "日", "本", "語", "の", "文", "章", "を", "使", "っている", "。", "カタカナー"]
     assert t.word_tokenize("中文句子，很好。") == ["中", "文", "句", "子", "，", "很", "好", "。"]
