@@ -41,7 +41,7 @@ def test_same_signatures_as_datatrove(tmp_path, precision, num_buckets, hashes_p
     ours = FastMinhashDedupSignature(str(tmp_path / "a"), config, language=ScriptWordTokenizer())
     theirs = MinhashDedupSignature(str(tmp_path / "b"), config, language=ScriptWordTokenizer())
     texts = [t for lang in ("ko", "zh", "en") for t in sample_texts(lang)[:4]]
-    texts.append(" ".join(sample_texts("ko")[:12]))  # more shingles than one block of 256
+    texts.append(" ".join(sample_texts("ko")[:12]))  # more shingles than two blocks of 512
     rng = np.random.default_rng(0)
     arrays = [theirs.get_shingles(t) for t in texts]
     # shingles near 2**64 and 2**61: the wrapping products and the modulus's carry cases
@@ -52,6 +52,6 @@ def test_same_signatures_as_datatrove(tmp_path, precision, num_buckets, hashes_p
     multipliers, offsets = (p[0].tolist() for p in theirs.parameters)
     i = next(i for i, a in enumerate(multipliers) if a % 2)  # an odd multiplier is invertible modulo 2**64
     arrays.append(np.array([(2**62 - 1 - offsets[i]) * pow(multipliers[i], -1, 2**64) % 2**64], dtype=np.uint64).reshape(-1, 1))
-    assert max(len(a) for a in arrays) > 256
+    assert max(len(a) for a in arrays) > 1024  # three blocks
     for shingles in arrays:
         assert ours.get_signature(shingles) == theirs.get_signature(shingles)
