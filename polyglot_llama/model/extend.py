@@ -255,6 +255,9 @@ def run(cfg: ModelExtendConfig) -> dict:
     model = load_causal_lm(cfg.model, dtype=_checkpoint_dtype(model_config), trust_remote_code=cfg.trust_remote_code)
     before = {lang: bits_per_byte(model, old, texts, cfg.eval_max_chars) for lang, texts in eval_text.items()}
     tied = model.get_output_embeddings() is None or model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    if cfg.untie_head and model.get_output_embeddings() is None:
+        raise UserError(f"untie_head: {cfg.model} ({type(model).__name__}) has no output-embedding module to give "
+                        "weights of its own; run without --untie-head")
     # Copies of the old rows (bf16 for a 7B: 32000 x 4096 x 2 B = 262 MB each) to compute the new rows from.
     old_in = model.get_input_embeddings().weight[:old_size].detach().clone()
     old_out = None if tied else model.get_output_embeddings().weight[:old_size].detach().clone()

@@ -132,6 +132,17 @@ def test_output_loads_runs_and_records_new_ids(en_model_dir, ko_tokenizer_dir, t
     assert out.logits.shape[-1] == 832 and torch.isfinite(out.loss)
 
 
+def test_untie_head_on_a_model_without_an_output_module_is_a_one_line_error(tied_model_dir, ko_tokenizer_dir,
+                                                                              tmp_path, monkeypatch):
+    from transformers import LlamaForCausalLM
+
+    monkeypatch.setattr(LlamaForCausalLM, "get_output_embeddings", lambda self: None)  # e.g. a head computed in forward
+    with pytest.raises(UserError, match="has no output-embedding module .* run without --untie-head") as e:
+        run(ModelExtendConfig(model=str(tied_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "x"),
+                              init="subword-mean", untie_head=True))
+    assert "\n" not in str(e.value) and str(tied_model_dir) in str(e.value)
+
+
 def test_mismatched_model_and_tokenizer_are_one_line_errors(en_model_dir, multi_tokenizer_dir, ko_tokenizer_dir, tmp_path):
     with pytest.raises(UserError, match="does not extend the model's tokenizer") as e:
         run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(multi_tokenizer_dir), output=str(tmp_path / "x")))
