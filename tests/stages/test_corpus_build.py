@@ -250,8 +250,13 @@ def _wet(path: Path, text: str) -> None:
                                                       payload=BytesIO(text.encode()), warc_content_type="text/plain"))
 
 
-def test_input_formats_and_damaged_shards(tmp_path):
+def test_input_formats_and_damaged_shards(tmp_path, monkeypatch):
     import zstandard
+
+    def no_manager(*args, **kwargs):
+        raise AssertionError("a 1-worker build started a multiprocess.Manager (a forked process per stage)")
+
+    monkeypatch.setattr("multiprocess.Manager", no_manager)
 
     ko = [r["text"] for r in sample_records("ko")]
     raw = tmp_path / "raw"
