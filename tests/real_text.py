@@ -216,7 +216,7 @@ def thai_everyday() -> list[dict]:
     (gflanguages 0.7.11, ``sample_text.specimen_16``, whose ``\\n`` are paragraph breaks)."""
     (_, story), = _members(_archive(*PACKAGES["th-lute"]), r"lute/db/language_defs/thai/story\.txt$")
     (_, proto), = _members(_archive(*PACKAGES["th-gf"]), r"gflanguages/data/languages/th_Thai\.textproto$")
-    udhr, = re.findall(r'^  specimen_16: "(.*)"$', proto, flags=re.M)
+    udhr, = re.findall(r'^  specimen_16: "(.*)"$', proto, flags=re.MULTILINE)
     return [{"id": "lute-th-story", "text": "\n".join(line for line in story.splitlines()
                                                      if not line.startswith("# ")).strip()},
             {"id": "gflanguages-th-udhr", "text": udhr.replace("\\n", "\n")}]
