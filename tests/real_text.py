@@ -204,7 +204,7 @@ def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
             parts.append(lines[j].removesuffix("//"))
             sentence = "".join(parts)
             if sentence != _ORCHID_NOTE:
-                docs[-1][-1].append(re.sub(r"^%E ?", "", sentence))  # once without the space
+                docs[-1][-1].append(re.sub(r"^%E ?", "", sentence))  # one "%EThe second year ..." has no space
     texts = ["\n".join(" ".join(p) for p in doc if p) for doc in docs]
     return [{"id": f"orchid-{i:03d}", "text": t} for i, t in enumerate(texts) if len(t) >= min_chars][:count]
 

@@ -75,8 +75,8 @@ REJECTED = {
 # Thai: 31/37 = 83.8 %. FineWeb-2's tha_Thai letter-token share (0.9, on PyThaiNLP newmm-safe words) drops five
 # of ORCHID's 35 prose texts, technical papers of 1989-1990 dense with figures, reference lists and formulae
 # (0.853-0.897); the two everyday texts are at 0.98 and 1.0. No threshold of ours decides any Thai document, and
-# FineWeb-2's value stays: with the PyThaiNLP of FineWeb-2's time (5.0.x, whose newmm-safe cut long texts into
-# more pieces) all five are still below 0.9 (docs/corpus.md, "Thai stays under 90 %").
+# FineWeb-2's value stays: with the PyThaiNLP of FineWeb-2's first configs (5.0.x, whose newmm-safe cut long
+# texts into more pieces) all five are still below 0.9 (docs/corpus.md, "Thai stays under 90 %").
 MIN_PROSE_SHARE = {"ko": 0.9, "ja": 0.9, "zh": 0.9, "th": 31 / 37, "de": 0.9, "en": 0.9}
 
 
