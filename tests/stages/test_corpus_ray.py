@@ -41,12 +41,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ours(temp_dir: str) -> list[psutil.Process]:
-    """Processes of this test's cluster: started with its temp dir, and their children (workers)."""
+def _ours(temp_dir: str, port: int) -> list[psutil.Process]:
+    """Processes of this test's cluster: started with its temp dir or its head's port (the Ray Client server names
+    only the port), and their children (workers)."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if any(temp_dir in part for part in p.info["cmdline"] or []):
+            if any(temp_dir in part or part.endswith(f":{port}") for part in p.info["cmdline"] or []):
                 found += [p, *p.children(recursive=True)]
         except psutil.Error:
             pass
@@ -65,7 +66,7 @@ def ray_cluster():
     try:
         yield f"127.0.0.1:{port}", temp_dir, env
     finally:
-        for p in _ours(temp_dir):
+        for p in _ours(temp_dir, port):
             try:
                 p.kill()
             except psutil.Error:
@@ -102,7 +103,7 @@ def test_ray_cluster_matches_local_and_resumes_after_a_kill(ray_cluster, tmp_pat
     done_before = {p.name: p.stat().st_mtime_ns for p in completions.iterdir()}
     assert 0 < len(done_before) < 3, "kill the run while the filter stage is part-way"
     first.send_signal(signal.SIGKILL)  # the driver, then the cluster's workers running tasks (datatrove's actors)
-    for p in _ours(temp_dir):
+    for p in _ours(temp_dir, int(address.rsplit(":", 1)[1])):
         try:
             if "RankWorker" in " ".join(p.cmdline()):
                 p.kill()
