@@ -48,8 +48,9 @@ class ModelExtendConfig:
     """init distill: target-language text (JSONL with ``text``) the original model is distilled on; empty: the text
     `tokenizer extend` learnt from (its resolved config in --tokenizer), else the new tokens' own spellings.
     Never the held-out text."""
-    init_steps: int = 12
-    """init distill: Adam steps on the new rows (2 chunks of text each)."""
+    init_steps: int = 48
+    """init distill: Adam steps on the new rows (2 chunks of text each). On SmolLM2 + 300 Korean tokens, held-out
+    Korean bits per byte after 12 / 48 / 80 steps: +73.6 / +53.5 / +50.3 % over the original (docs/tokenizer.md)."""
     init_lr: float = 3e-3
     """init distill: Adam learning rate."""
     init_max_tokens: int = 2500

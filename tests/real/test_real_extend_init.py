@@ -1,10 +1,12 @@
-"""Issue 13 point 8 on the real SmolLM2-135M-Instruct: `model extend`'s default (distill) init leaves the Korean
-bits per byte lower than subword-mean does (+73.6 % against +82.5 % over the original model), and the opt-in
-untied head lower still (+66.9 %); the issue's target of 2 % is not reached. English
-and the old rows are untouched.
+"""Issue 13 point 8 on the real SmolLM2-135M-Instruct: `model extend`'s default (distill, 48 fit steps) init
+leaves the Korean bits per byte far lower than subword-mean does (+53.5 % against +82.5 % over the original
+model; 12 steps, the default before, +73.6 %); the issue's target of 2 % is not reached. English and the old
+rows are untouched.
 
 300 Korean tokens learnt on paragraphs 1-40 of the bundled sample (the distill init reads the same text),
 bits per byte on the first 8 held-out paragraphs 41-48, 200 characters each (docs/real-checkpoints.md).
+The opt-in untied head (`--untie-head true`) reached 3.725 against the tied default's 3.740 at 48 steps
+(docs/tokenizer.md): too close to test on 8 paragraphs; its wiring is tests/unit/model/test_extend_model.py's.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ def test_distill_init_keeps_korean_near_the_original(distilled):
     assert result["init"] == "distill" and result["distill"]["documents"] >= 8
     ko, en = result["bits_per_byte"]["ko"], result["bits_per_byte"]["en"]
     assert ko["before"] == pytest.approx(2.436, abs=0.01)  # the original model on the held-out Korean
-    # Measured (docs/tokenizer.md): subword-mean 4.446 (+82.5 %), distill (12 steps, lr 3e-3) 4.228 (+73.6 %).
-    assert ko["after"] < 4.35
-    assert en["after"] == pytest.approx(en["before"], abs=1e-4)  # English ids and rows unchanged
+    # Measured (docs/tokenizer.md): subword-mean 4.446 (+82.5 %), distill at lr 3e-3 for 12 steps 4.228 (+73.6 %),
+    # for 48 steps (the default) 3.740 (+53.5 %)
+    assert ko["after"] < 3.85
+    # English ids and rows are unchanged; the new rows, which English never reads, take a sliver of the head's
+    # probability mass in English contexts (measured +0.02 %)
+    assert en["after"] == pytest.approx(en["before"], rel=1e-3)
 
 
 def test_old_rows_stay_bit_identical(distilled, smollm2_dir):
@@ -59,15 +64,3 @@ def test_old_rows_stay_bit_identical(distilled, smollm2_dir):
     assert torch.equal(new[:49152], old)
     record = json.loads((distilled["work"] / "ext" / "new_tokens.json").read_text())
     assert record["init"] == "distill" and record["new_token_ids"] == list(range(49152, 49460))
-
-
-def test_an_untied_head_beats_the_tied_default(smollm2_dir, tmp_path):
-    """--untie-head true: the best init measured (docs/tokenizer.md), 4.067 (+66.9 %) against the tied default's
-    4.228 (+73.6 %); still far from the issue's 2 %."""
-    result = _extend(smollm2_dir, tmp_path, untie_head=True)["result"]
-    ko, en = result["bits_per_byte"]["ko"], result["bits_per_byte"]["en"]
-    assert result["untied_head"] is True and result["tied_embeddings"] is False
-    assert ko["after"] < 4.15  # the tied default reaches 4.228
-    assert en["after"] == pytest.approx(en["before"], abs=1e-4)
-    with safe_open(tmp_path / "ext" / "model.safetensors", "pt") as f:
-        assert f.get_tensor("lm_head.weight").shape == (49152 + 8 + 300, 576)
