@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--init", default="distill")
     parser.add_argument("--untie-head", action="store_true", help="model extend --untie-head true")
     parser.add_argument("--init-hidden-weight", type=float, default=0.0)
+    parser.add_argument("--init-steps", type=int, default=None, help="distill fit steps (default: model extend's)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3], help="peak lr of the new-rows stage; one run each")
     parser.add_argument("--seq-len", type=int, default=64)
@@ -109,6 +110,7 @@ def main() -> None:
             model=str(REAL), tokenizer=str(work / "tok"), output=str(work / "ext"), init=args.init,
             init_text=[paths["ko_train"]] if args.init == "distill" else [], untie_head=args.untie_head,
             init_hidden_weight=args.init_hidden_weight,
+            **({} if args.init_steps is None else {"init_steps": args.init_steps}),
             eval_text=[paths["ko_val"], paths["en_val"]], eval_max_records=HELD_OUT, eval_max_chars=CHARS))
         report = extended["bits_per_byte"]
         print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
