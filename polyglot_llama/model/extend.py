@@ -254,14 +254,15 @@ def run(cfg: ModelExtendConfig) -> dict:
             eval_source = f"{len(unread)} records of {source} after those the distill init reads"
             eval_text = texts_by_language(unread, cfg, _tokenizer_extend_config(cfg.tokenizer).get("lang") or "und")
     model = load_causal_lm(cfg.model, dtype=_checkpoint_dtype(model_config), trust_remote_code=cfg.trust_remote_code)
-    before = {lang: bits_per_byte(model, old, texts, cfg.eval_max_chars) for lang, texts in eval_text.items()}
-    tied = model.get_output_embeddings() is None or model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    if cfg.untie_head and model.get_output_embeddings() is None:
+    head = model.get_output_embeddings()
+    if cfg.untie_head and head is None:  # before the bits-per-byte pass, which costs minutes on a 7B
         raise UserError(f"untie_head: {cfg.model} ({type(model).__name__}) has no output-embedding module to give "
                         "weights of its own; run without --untie-head")
+    tied = head is None or head.weight is model.get_input_embeddings().weight
+    before = {lang: bits_per_byte(model, old, texts, cfg.eval_max_chars) for lang, texts in eval_text.items()}
     # Copies of the old rows (bf16 for a 7B: 32000 x 4096 x 2 B = 262 MB each) to compute the new rows from.
     old_in = model.get_input_embeddings().weight[:old_size].detach().clone()
-    old_out = None if tied else model.get_output_embeddings().weight[:old_size].detach().clone()
+    old_out = None if tied else head.weight[:old_size].detach().clone()
     model.resize_token_embeddings(rows_after, mean_resizing=False)
 
     generator = torch.Generator().manual_seed(cfg.seed)
