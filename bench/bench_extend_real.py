@@ -10,7 +10,7 @@ to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real);
 otherwise). The tokenizer, the extended model and the mixture are made once; each ``--lr`` is one training run
 from the same extended model. Prints, per language, the bits per byte of the original model, after extend and
 after every ``--probe-every`` steps of each run, with the ratio to the original. The defaults are the best
-setting measured (docs/real-checkpoints.md: Korean 2.436 → 4.228 after extend → 2.741 after 300 steps, not
+setting measured (docs/real-checkpoints.md: Korean 2.436 → 3.740 after extend → 2.724 after 300 steps, not
 below the original). Needs the cached checkpoint (python tests/real/real_checkpoints.py smollm2).
 """
 
