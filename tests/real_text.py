@@ -24,9 +24,9 @@
   preamble is gflanguages' specimen); the Thai Emacs tutorial (emacs-common, 1999 translation) and the Thai
   Mule tutorial of XEmacs (xemacs21-support, 1994 translation), one document each, as Emacs shows them; the
   Thai MATE user guide (mate-user-guide 1.26.0, translated 2016): one document per top-level section of a
-  chapter, each a page of the help browser, of the sections with at least 1,000 characters of which at least
-  80 % of the letters are Thai (the rest are sections left in English; paragraphs the translator left in
-  English, marked ``xml:lang="en"``, are not read).
+  chapter (the guide's own division: the mouse, the keyboard, workspaces, ...), of the sections with at least
+  1,000 characters of which at least 80 % of the letters are Thai (the rest are sections left in English;
+  paragraphs the translator left in English, marked ``xml:lang="en"``, are not read).
 - ko, besides KoNLPy (``all_documents("ko")``): the three long Korean texts in the tests of kss 6.0.6 (sdist;
   tests/test_preprocessing.py and tests/test_summarization.py): a news article, a news page as crawled (photo
   caption, byline, then the portal's footer of headlines) with the article kss's clean_news test expects from
@@ -355,7 +355,7 @@ def _docbook_lines(element: ET.Element, titles: dict[str, str]) -> list[str]:
 
 def thai_user_guide(min_chars: int = 1000, min_thai_letters: float = 0.8) -> list[dict]:
     """The Thai MATE user guide (mate-user-guide 1.26.0, help/th/mate-user-guide, DocBook 5): each top-level section
-    of a chapter is one document, a page of the help browser: titles, paragraphs, terms and table cells one a line,
+    of a chapter, subsections included, is one document: titles, paragraphs, terms and table cells one a line,
     cross references as their target's title, without paragraphs marked ``xml:lang="en"`` (left untranslated).
     Only sections of at least ``min_chars`` characters whose letters are at least ``min_thai_letters`` Thai are
     documents; the 8 other long ones are left in English (7-35 % of their letters Thai: the preferences chapter,
