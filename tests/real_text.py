@@ -315,8 +315,9 @@ def thai_tutorials() -> list[dict]:
 
 
 def thai_wikipedia() -> list[dict]:
-    """The Thai Wikipedia article on Taiwan (its lead and history, 8,104 characters, citation marks [7] included) that
-    PyThaiNLP 5.4.0 tokenises in its tests (sdist, tests/core/test_tokenize.py, ``LONG_TEXT``)."""
+    """The Thai Wikipedia article on Taiwan (the paragraphs of its lead, geography and history without their
+    headings, citation marks like [7] included; 8,104 characters) that PyThaiNLP 5.4.0 tokenises in its tests
+    (sdist, tests/core/test_tokenize.py, ``LONG_TEXT``)."""
     (name, source), = _members(_sdist(*PACKAGES["th-wiki"]), r"^pythainlp-5\.4\.0/tests/core/test_tokenize\.py$")
     text, = [node.value.value for node in ast.parse(source).body
              if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LONG_TEXT"]
