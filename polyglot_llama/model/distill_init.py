@@ -28,6 +28,8 @@ import logging
 
 import torch
 
+from ..progress import phase
+
 log = logging.getLogger(__name__)
 TEACHER_WEIGHT = 1.0  # 0 (data only) was worse on SmolLM2/Korean: 4.853 against 4.738 bits per byte at lr 1e-2
 
@@ -134,6 +136,7 @@ def distill_new_rows(model, old_size: int, new_ids: list[int], documents: list[t
         w.requires_grad_(True)
     optimizer = torch.optim.Adam(weights, lr=lr)
     losses = []
+    bar = phase(total=steps, desc="distill new rows", unit="step")
     try:
         for _ in range(steps):
             chosen = torch.randperm(len(aligned), generator=generator)[:batch_documents].tolist()
@@ -157,7 +160,10 @@ def distill_new_rows(model, old_size: int, new_ids: list[int], documents: list[t
             optimizer.step()
             losses.append(total)
             log.debug("distill step %d: %.4f nats", len(losses), total)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.3f}", refresh=False)
     finally:
+        bar.close()
         with torch.no_grad():
             for w, old in zip(weights, saved):
                 w.requires_grad_(False)
