@@ -40,10 +40,25 @@ def write(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def korean_law(held_out: tuple[str, ...] = ("1809893", "1809895"), chars: int = 400) -> tuple[list[dict], list[dict], int]:
+    """Real Korean (tests/real_text.py: KoNLPy's constitution and ten bills, kss's three texts): the training
+    records, the held-out records (the two held-out bills cut into ``chars``-character records) and ``chars``."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import real_text
+
+    docs = real_text.korean() + real_text.korean_kss()
+    train = [{"text": d["text"], "lang": "ko"} for d in docs if d["id"] not in held_out]
+    val = [{"text": d["text"][k:k + chars], "lang": "ko"} for d in docs if d["id"] in held_out
+           for k in range(0, len(d["text"]) - chars + 1, chars)]
+    return train, val, chars
+
+
 def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, float]:
     from polyglot_llama.model.bits_per_byte import bits_per_byte
 
-    return {lang: bits_per_byte(model, tokenizer, texts, CHARS) for lang, texts in held_out.items()}
+    return {lang: bits_per_byte(model, tokenizer, texts, 1000) for lang, texts in held_out.items()}
 
 
 def probing_stages(pretrain, every: int, probe, curve: list):
@@ -75,6 +90,11 @@ def main() -> None:
     parser.add_argument("--untie-head", action="store_true", help="model extend --untie-head true")
     parser.add_argument("--init-hidden-weight", type=float, default=0.0)
     parser.add_argument("--init-steps", type=int, default=None, help="distill fit steps (default: model extend's)")
+    parser.add_argument("--init-max-tokens", type=int, default=None, help="distill text budget (default: model extend's)")
+    parser.add_argument("--korean", choices=["sample", "law"], default="sample",
+                        help="sample: the bundled paragraphs (1-40 train, 41-48 held out, 200 characters each); law: "
+                             "KoNLPy's constitution and bills with kss's texts (tests/real_text.py), bills 1809893 and "
+                             "1809895 held out as 8 records of 400 characters")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3], help="peak lr of the new-rows stage; one run each")
     parser.add_argument("--seq-len", type=int, default=64)
@@ -100,10 +120,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_extend_") as tmp:
         work = Path(tmp)
         ko, en = records("ko"), records("en")
-        held_out = {"ko": [r["text"][:CHARS] for r in ko[TRAIN:TRAIN + HELD_OUT]],
+        ko_train, ko_val, chars = ko[:TRAIN], ko[TRAIN:], CHARS
+        if args.korean == "law":
+            ko_train, ko_val, chars = korean_law()
+        held_out = {"ko": [r["text"][:chars] for r in ko_val[:HELD_OUT]],
                     "en": [r["text"][:CHARS] for r in en[TRAIN:TRAIN + HELD_OUT]]}
-        paths = {"ko_train": write(work / "ko_train.jsonl", ko[:TRAIN]), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
-                 "ko_val": write(work / "ko_val.jsonl", ko[TRAIN:]), "en_val": write(work / "en_val.jsonl", en[TRAIN:])}
+        paths = {"ko_train": write(work / "ko_train.jsonl", ko_train), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
+                 "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:])}
         extend_tokenizer(TokenizerExtendConfig(base=str(REAL), input=[paths["ko_train"]], new_tokens=300, lang="ko",
                                                output=str(work / "tok")))
         extended = extend_model(ModelExtendConfig(
@@ -111,7 +134,10 @@ def main() -> None:
             init_text=[paths["ko_train"]] if args.init == "distill" else [], untie_head=args.untie_head,
             init_hidden_weight=args.init_hidden_weight,
             **({} if args.init_steps is None else {"init_steps": args.init_steps}),
-            eval_text=[paths["ko_val"], paths["en_val"]], eval_max_records=HELD_OUT, eval_max_chars=CHARS))
+            **({} if args.init_max_tokens is None else {"init_max_tokens": args.init_max_tokens}),
+            eval_text=[write(work / "ko_eval.jsonl", [{"text": t, "lang": "ko"} for t in held_out["ko"]]),
+                       write(work / "en_eval.jsonl", [{"text": t, "lang": "en"} for t in held_out["en"]])],
+            eval_max_records=HELD_OUT, eval_max_chars=max(chars, CHARS)))
         report = extended["bits_per_byte"]
         print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
               f"extend {time.time() - started:.0f} s")

@@ -53,8 +53,8 @@ def run_walk(smollm2_dir: Path, work: Path) -> dict:
              "en_train": write_jsonl(work / "en_train.jsonl", en[:TRAIN]), "en_val": write_jsonl(work / "en_val.jsonl", en[TRAIN:])}
     extend_tokenizer(TokenizerExtendConfig(base=str(smollm2_dir), input=[paths["ko_train"]], new_tokens=300,
                                            output=str(work / "tokenizer"), lang="ko"))
-    # 12 distill steps, not the default 48: this walk checks the stages on a real checkpoint, the init's quality is
-    # test_real_extend_init.py's, and 36 more steps cost ~90 s on 2 cores
+    # 12 distill steps, not the default 240: this walk checks the stages on a real checkpoint, the init's quality is
+    # test_real_extend_init.py's, and every 12 more steps cost ~30 s on 2 cores
     extended = extend_model(ModelExtendConfig(model=str(smollm2_dir), tokenizer=str(work / "tokenizer"),
                                               output=str(work / "extended"), eval_text=[paths["ko_val"], paths["en_val"]],
                                               eval_max_chars=HELD_OUT_CHARS, init_steps=12))

@@ -40,7 +40,9 @@ def tiny(model_type: str, tied: bool, tokenizer_dir: Path, out: Path) -> Path:
 @pytest.mark.parametrize("model_type", TYPES)
 def test_extend_any_decoder_architecture(model_type, tied, en_tokenizer_dir, ko_tokenizer_dir, tmp_path):
     base = tiny(model_type, tied, en_tokenizer_dir, tmp_path / "base")
-    result = run(ModelExtendConfig(model=str(base), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "ext")))
+    # the default init (distill) runs on every architecture; 8 fit steps, not 240: the init's quality is not tested here
+    result = run(ModelExtendConfig(model=str(base), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "ext"),
+                                   init_steps=8))
     config = json.loads((tmp_path / "ext" / "config.json").read_text())
     assert config["model_type"] == model_type and config["vocab_size"] == 612 and result["tied_embeddings"] is tied
     before, after = load_causal_lm(base), load_causal_lm(tmp_path / "ext")

@@ -104,7 +104,11 @@ def test_teacher_state_is_the_original_model_after_the_old_tokens_before_each_ne
     model, old_size, spell = _tiny_pair(en_model_dir)
     old_ids, new_ids = [20, 5, 6, 30, 7, 8, 9], [20, old_size, 30, old_size + 1]
     with torch.no_grad():
-        doc = _Document(model, 1, old_ids, new_ids, align_spans(old_ids, new_ids, lambda i: spell.get(i, [i])), old_size)
+        spans = align_spans(old_ids, new_ids, lambda i: spell.get(i, [i]))
+        doc = _Document(model, 1, old_ids, new_ids, spans, True)
+        # Without the hidden-state term the layers are not kept (30 x the memory of the rest on SmolLM2)
+        lean = _Document(model, 1, old_ids, new_ids, spans, False)
+        assert lean.teacher_layers is None and torch.equal(lean.teacher_hidden, doc.teacher_hidden)
         # New token j starts at old position s (0, 1, 3, 4): the teacher has read the context id 1 and old_ids[:s].
         for j, s in enumerate([0, 1, 3, 4]):
             prefix = torch.tensor([[1] + old_ids[:s]])
@@ -154,3 +158,13 @@ def test_without_eval_text_the_report_scores_init_text_records_the_fit_never_rea
     old = Tokenizer.from_file(str(en_tokenizer_dir / "tokenizer.json"))
     expected = bits_per_byte(original, old, [r["text"] for r in records[1:4]], 400)
     assert result["bits_per_byte"]["ko"]["before"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_teacher_reads_only_the_texts_a_step_draws(en_model_dir):
+    """The teacher's pass (a forward of the whole model) is made for a text when a step first draws it: one step of
+    2 out of 10 texts reads 2, a long init text costs what the steps use."""
+    model, old_size, spell = _tiny_pair(en_model_dir)
+    documents = [([20 + k, 5, 6, 30], [20 + k, old_size, 30]) for k in range(10)]
+    summary = distill_new_rows(model, old_size, [old_size, old_size + 1], documents, lambda i: spell.get(i, [i]), 1,
+                               steps=1, lr=0.01, batch_documents=2, generator=torch.Generator().manual_seed(0))
+    assert (summary["documents"], summary["positions"], summary["documents_drawn"]) == (10, 30, 2)
