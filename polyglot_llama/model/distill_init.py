@@ -92,12 +92,13 @@ class _Document:
         device = next(model.parameters()).device
         teacher_in = torch.tensor([[context_id] + old_ids], device=device)
         layers = model.base_model(input_ids=teacher_in, output_hidden_states=with_layers)
-        layers = layers.hidden_states if with_layers else (layers.last_hidden_state,)  # K+1 x [1, 1 + L, H]
+        layers = layers.hidden_states if with_layers else (layers.last_hidden_state,)  # K+1 (or 1) x [1, 1 + L, H]
         starts = torch.tensor([s for s, _ in spans], device=device)
         ends = torch.tensor([e for _, e in spans], device=device)
         self.student_in = torch.tensor([[context_id] + new_ids], device=device)
         self.teacher_hidden = layers[-1][0, starts].detach()  # state after old token s - 1 (index s, the context is 0)
-        self.teacher_layers = torch.stack([h[0, ends] for h in layers[1:]]).detach() if with_layers else None  # after old token e - 1
+        # every layer's state after old token e - 1
+        self.teacher_layers = torch.stack([h[0, ends] for h in layers[1:]]).detach() if with_layers else None
         self.next_ids = torch.tensor(new_ids, device=device)
 
 
@@ -171,5 +172,5 @@ def distill_new_rows(model, old_size: int, new_ids: list[int], documents: list[t
         for p, flag in zip(model.parameters(), trainable):
             p.requires_grad_(flag)
         model.train(was_training)
-    return {"documents": len(aligned), "positions": sum(len(n) for _, n, _ in aligned), "documents_drawn": len(docs), "steps": steps,
-            "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}
+    return {"documents": len(aligned), "positions": sum(len(n) for _, n, _ in aligned), "documents_drawn": len(docs),
+            "steps": steps, "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}

@@ -51,8 +51,8 @@ class ModelExtendConfig:
     init_steps: int = 240
     """init distill: Adam steps on the new rows (2 chunks of text each). On SmolLM2 + 300 Korean tokens distilled on
     the 40 paragraphs they were learnt from, held-out Korean bits per byte after 48 / 120 / 240 steps: +32.8 / +23.8 /
-    +13.7 % over the original, English +0.0 / +0.7 / +0.6 % (docs/tokenizer.md). Cost: 240 forward and backward
-    passes over 2 chunks; minutes for a 135M model on one CPU core, under a minute for a 7B on a GPU."""
+    +13.7 % over the original, English +0.0 / +0.7 / +0.6 % (docs/tokenizer.md). Cost: a forward and backward
+    pass over 2 chunks a step; 240 steps took 10-14 min for SmolLM2 on one CPU core (not measured on a GPU)."""
     init_lr: float = 3e-3
     """init distill: Adam learning rate."""
     init_max_tokens: int = 200_000
