@@ -1,18 +1,20 @@
 """Bits per byte on SmolLM2-135M-Instruct: original → `model extend` → new-rows-only training, as a curve.
 
-    python bench/bench_extend_real.py [--init distill] [--untie-head] [--init-hidden-weight 1] [--steps 300]
-        [--lr 3e-3 1e-2] [--seq-len 64] [--batch 4] [--grad-accum 1] [--probe-every 50] [--threads 2]
+    python bench/bench_extend_real.py [--korean sample|law] [--init distill] [--init-steps 240]
+        [--init-max-tokens 200000] [--untie-head] [--init-hidden-weight 1] [--steps 300] [--lr 3e-3 1e-2]
+        [--seq-len 64] [--batch 4] [--grad-accum 1] [--probe-every 50] [--threads 2]
 
-Text: the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and, for init distill,
-to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real); training: Korean 1-40 with
-25 % English replay 1-40, ``--steps`` optimizer steps of ``--grad-accum`` micro-batches of ``--batch`` x
+Text (``--korean sample``): the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and,
+for init distill, to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real); ``--korean
+law``: real Korean from tests/real_text.py (``korean_law``). Training: that Korean with 25 % English replay
+(sample paragraphs 1-40), ``--steps`` optimizer steps of ``--grad-accum`` micro-batches of ``--batch`` x
 ``--seq-len`` tokens, training only the new rows (2 warm-up steps, cosine to 0.1 x lr, pretrain's defaults
 otherwise). The tokenizer, the extended model and the mixture are made once; each ``--lr`` is one training run
 from the same extended model. Prints, per language, the bits per byte of the original model, after extend and
-after every ``--probe-every`` steps of each run, with the ratio to the original. The defaults are the best
-setting measured (docs/real-checkpoints.md: Korean 2.436 → 3.740 after extend → 2.724 after 300 steps, not
-below the original). Needs the cached checkpoint (python tests/real/real_checkpoints.py smollm2).
-"""
+after every ``--probe-every`` steps of each run, with the ratio to the original. Measured
+(docs/real-checkpoints.md) with model extend's defaults: sample, Korean 2.436 → 2.769 after extend → 2.703
+after 300 steps at lr 3e-3 (not below the original); law, 2.421 → 2.316 → 2.144 (below). Needs the cached
+checkpoint (python tests/real/real_checkpoints.py smollm2)."""
 
 from __future__ import annotations
 
