@@ -13,6 +13,7 @@ from polyglot_test_utils import sample_records
 
 TRAIN = 40
 HELD_OUT_CHARS = 200
+INIT_STEPS = 48
 
 SMOLLM_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # the template's default
 CONVERSATIONS = [
@@ -36,7 +37,8 @@ def write_jsonl(path: Path, records: list[dict]) -> str:
 
 
 def run_walk(smollm2_dir: Path, work: Path) -> dict:
-    """SmolLM2 adapted to Korean: 300 new tokens, resized tied embeddings, a 75/25 ko/en mix, 6 new-rows steps
+    """SmolLM2 adapted to Korean: 300 new tokens, resized tied embeddings fitted for INIT_STEPS distill steps on the
+    text the tokens were learnt from, a 75/25 ko/en mix, 6 new-rows steps
     and 2 all-weights steps of 16 x 32 tokens. Validation: the first 4 batches (16 rows of 32 tokens) of the
     held-out Korean; a checkpoint only at the end of each stage (three 539 MB files in all)."""
     from polyglot_llama.config import load_config
@@ -53,11 +55,11 @@ def run_walk(smollm2_dir: Path, work: Path) -> dict:
              "en_train": write_jsonl(work / "en_train.jsonl", en[:TRAIN]), "en_val": write_jsonl(work / "en_val.jsonl", en[TRAIN:])}
     extend_tokenizer(TokenizerExtendConfig(base=str(smollm2_dir), input=[paths["ko_train"]], new_tokens=300,
                                            output=str(work / "tokenizer"), lang="ko"))
-    # 12 distill steps, not the default 240: this walk checks the stages on a real checkpoint, the init's quality is
-    # test_real_extend_init.py's, and every 12 more steps cost ~30 s on 2 cores
+    # 48 distill steps, not the default 240 (~10 min here): test_real_extend_init.py pins the init's quality on this
+    # same run; the rest of the walk checks the stages on a real checkpoint
     extended = extend_model(ModelExtendConfig(model=str(smollm2_dir), tokenizer=str(work / "tokenizer"),
                                               output=str(work / "extended"), eval_text=[paths["ko_val"], paths["en_val"]],
-                                              eval_max_chars=HELD_OUT_CHARS, init_steps=12))
+                                              eval_max_chars=HELD_OUT_CHARS, init_steps=INIT_STEPS))
     mix(load_config(MixConfig, overrides={
         "tokenizer": str(work / "tokenizer"), "output": str(work / "mix"), "total_tokens": 20_000,
         "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]]},

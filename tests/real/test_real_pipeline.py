@@ -49,8 +49,11 @@ def test_pretrain_stages_lower_korean_bits_per_byte(walk):
     # Validation: the first 16 rows of 32 tokens of the held-out Korean (extended tokenizer), in nats per token.
     before_loss = walk["trained"]["perplexity_before"]["ko"]["loss"]
     new_rows, everything = walk["trained"]["stages"]
-    # Each stage lowers the loss (measured 7.38 -> 6.78 after 6 new-rows steps, -> 6.06 after 2 all-weights steps).
-    assert new_rows["eval"]["ko"]["loss"] < before_loss - 0.3
-    assert everything["eval"]["ko"]["loss"] < new_rows["eval"]["ko"]["loss"] - 0.3
-    # Bits per byte on the same 8 held-out paragraphs (200 characters each) as model extend's report.
+    # Each stage lowers the loss. Measured from the 48-step distill init: 5.592 -> 5.562 after 6 new-rows steps (rows
+    # the init has fitted already move little), -> 5.352 after 2 all-weights steps. From the 12-step init it was
+    # 7.38 -> 6.78 -> 6.06. A stage that trained nothing would leave the loss exactly where it was.
+    assert new_rows["eval"]["ko"]["loss"] < before_loss - 0.01
+    assert everything["eval"]["ko"]["loss"] < new_rows["eval"]["ko"]["loss"] - 0.1
+    # Bits per byte on the same 8 held-out paragraphs (200 characters each) as model extend's report: 3.234 after
+    # extend, 3.249 after the new-rows stage, 3.189 after the all stage.
     assert _bpb(walk["work"] / "cpt", walk["ko_val"]) < walk["extended"]["bits_per_byte"]["ko"]["after"]
