@@ -30,3 +30,14 @@ def use_checkout() -> Path:
     if os.environ.get("RANK", "0") == "0":  # one line per run, not one per process under accelerate/torchrun
         print(f"polyglot_llama from {package}", flush=True)
     return ROOT
+
+
+def real_text():
+    """tests/real_text.py of this checkout (the real prose that registry packages ship, cached once), for benches
+    that measure on it."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import real_text as module
+
+    return module

@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _checkout
 from _checkout import use_checkout
 
 ROOT = use_checkout()
@@ -249,10 +250,7 @@ def main() -> None:
                              f"loading Kiwi and the LID model: {full[seg, 'first'] / base:.2f}x)")
         if "recipe" in sections:
             bench = segmentation([d["text"] for d in docs if d["lang"] == "ko"])
-            sys.path.insert(0, str(ROOT / "tests"))
-            import real_text
-
-            real = segmentation([d["text"] for d in real_text.korean()])
+            real = segmentation([d["text"] for d in _checkout.real_text().korean()])
             for name, m in (("bench documents", bench), ("real Korean text", real)):
                 lines.append(
                     f"  Kiwi on {name:<16} ({m['texts']} docs, {m['chars'] / m['texts']:.0f} chars): whole "

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import _checkout
 from _checkout import use_checkout
 
 ROOT = use_checkout()
@@ -52,7 +53,7 @@ def korean_law(held_out: tuple[str, ...] = ("1809894", "1809895", "kss-news-uv")
     dropped) and ``chars``. Held out: two bills and a news article that share no 40-character window with the
     other documents (bill 1809893 shares 71 % of its windows with 1809890-92, the same member's package of
     bills, and is not a fair held-out text)."""
-    real_text = _real_text()
+    real_text = _checkout.real_text()
     docs = real_text.korean() + real_text.korean_kss()
     train = [{"text": d["text"], "lang": "ko"} for d in docs if d["id"] not in held_out]
     val = [{"text": d["text"][k:k + chars], "lang": "ko"} for d in docs if d["id"] in held_out
@@ -68,7 +69,7 @@ def korean_mixed(chars: int = 400, per_document: int = 6) -> tuple[list[dict], d
     out, the guide's section on applications, and the last quarter of the tutorial (its paragraphs; the first three
     quarters are training text). model extend's default ``init_max_tokens`` (200,000 old tokens) reads 107,247 of the
     characters: not the second half of the tutorial's training part, nor the declaration."""
-    real_text = _real_text()
+    real_text = _checkout.real_text()
     tutorial = real_text.korean_tutorial()[0]["text"].split("\n\n")
     quarter = 3 * len(tutorial) // 4
     genres = {"law": real_text.korean(), "news": real_text.korean_kss(), "guide": real_text.korean_user_guide(),
@@ -81,15 +82,6 @@ def korean_mixed(chars: int = 400, per_document: int = 6) -> tuple[list[dict], d
                    for k in range(0, min(len(d["text"]) - chars + 1, per_document * chars), chars)]
            for genre, docs in genres.items()}
     return train, {genre: texts for genre, texts in val.items() if texts}, chars
-
-
-def _real_text():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    import real_text
-
-    return real_text
 
 
 def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, float]:
