@@ -29,6 +29,9 @@ def test_distill_init_keeps_korean_near_the_original(walk):
     # (init_max_tokens 2500, the default before) 3.740 (+53.5 %), over all 78 chunks 3.234 (+32.8 %)
     assert result["distill"]["documents"] == 78 and result["distill"]["documents_drawn"] < 78
     assert ko["after"] < 3.35
+    # more than 2 % above the original: the summary line says so and what to do (en, +0.0 %, is not named)
+    assert result["advice"].startswith(f"bits per byte rose more than 2 % (ko {ko['change']}): give --init-text")
+    assert ko["change"].startswith("+3") and "en +" not in result["advice"]
     # English ids and rows are unchanged; the new rows, which English never reads, take a sliver of the head's
     # probability mass in English contexts (measured +0.01 %)
     assert en["after"] == pytest.approx(en["before"], rel=1e-3)

@@ -200,3 +200,17 @@ def test_distill_counts_the_init_text_records_it_could_not_read(en_model_dir, ko
     result = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(ko_tokenizer_dir), output=str(tmp_path / "out"),
                                    init_text=[str(text)], init_steps=1))
     assert result["distill"]["text"] == str(text) and result["distill"]["rejected_records"] == 1
+
+
+def test_advice_names_each_language_more_than_two_percent_worse_and_the_fix():
+    from polyglot_llama.model.extend import extension_advice
+
+    report = {"ko": {"before": 2.436, "after": 2.769, "change": "+13.7%"},
+              "ja": {"before": 2.000, "after": 2.039, "change": "+1.9%"},  # within 2 %: not named
+              "en": {"before": 1.036, "after": 1.042, "change": "+0.6%"}}
+    advice = extension_advice(report, "distill")
+    assert advice.startswith("bits per byte rose more than 2 % (ko +13.7%): give --init-text more text")
+    assert "ja +" not in advice and "en +" not in advice
+    assert "use --init distill" in extension_advice(report, "subword-mean")
+    assert extension_advice({"ko": {"before": 2.0, "after": 2.039, "change": "+1.9%"}}, "distill") is None
+    assert extension_advice({}, "distill") is None
