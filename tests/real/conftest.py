@@ -33,3 +33,12 @@ def walk(smollm2_dir, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def sft_run(walk) -> dict:
     return run_sft(walk["work"])
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (pyproject's addopts run two workers) every test in this folder goes to one worker: they
+    share the session fixtures above, and a second worker would run the walk (~5 minutes) again."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("real_checkpoints"))
