@@ -88,6 +88,7 @@ def test_model_extend_distills_by_default(en_model_dir, en_tokenizer_dir, tmp_pa
     result = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "out"),
                                    init_text=[text], init_steps=3))
     assert result["init"] == "distill" and result["distill"]["documents"] == 6 and result["distill"]["steps"] == 3
+    assert result["distill"]["rows_averaged_from_step"] == 2  # the last half of 3 steps, rounded up: steps 2 and 3
     # Without --init-text: the text tokenizer extend learnt from (its resolved config), else the spellings.
     default = run(ModelExtendConfig(model=str(en_model_dir), tokenizer=str(tmp_path / "tok"), output=str(tmp_path / "d"),
                                     init_steps=2))
@@ -168,3 +169,26 @@ def test_the_teacher_reads_only_the_texts_a_step_draws(en_model_dir):
     summary = distill_new_rows(model, old_size, [old_size, old_size + 1], documents, lambda i: spell.get(i, [i]), 1,
                                steps=1, lr=0.01, batch_documents=2, generator=torch.Generator().manual_seed(0))
     assert (summary["documents"], summary["positions"], summary["documents_drawn"]) == (10, 30, 2)
+
+
+def test_averaged_rows_are_the_mean_of_the_last_steps_rows(en_model_dir):
+    """average_from 3 of 5 steps keeps the mean of the rows after steps 3, 4 and 5, each taken here from a separate
+    fit of that many steps (same seed, so the same trajectory), in both matrices of an untied model."""
+    def fit(steps: int, average_from: int = 0):
+        model, old_size, spell = _tiny_pair(en_model_dir)
+        documents = [([20, 5, 6, 30, 7, 8, 9, 40] * 2, [20, old_size, 30, old_size + 1, 40] * 2)]
+        summary = distill_new_rows(model, old_size, [old_size, old_size + 1], documents, lambda i: spell.get(i, [i]), 1,
+                                   steps=steps, lr=0.05, batch_documents=1, generator=torch.Generator().manual_seed(0),
+                                   average_from=average_from)
+        head = model.get_output_embeddings().weight
+        assert head is not model.get_input_embeddings().weight  # the tiny model is untied: both matrices are fitted
+        return [w[old_size:].detach().clone() for w in (model.get_input_embeddings().weight, head)], summary
+
+    last = [fit(k)[0] for k in (3, 4, 5)]
+    averaged, summary = fit(5, average_from=3)
+    assert summary["rows_averaged_from_step"] == 3
+    for k in range(2):
+        assert not torch.allclose(last[0][k], last[2][k])  # the rows move between the steps averaged
+        assert torch.allclose(averaged[k], (last[0][k] + last[1][k] + last[2][k]) / 3, atol=1e-6)
+    unaveraged, summary = fit(5)
+    assert "rows_averaged_from_step" not in summary and all(torch.equal(u, l) for u, l in zip(unaveraged, last[2]))

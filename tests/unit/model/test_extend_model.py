@@ -185,11 +185,21 @@ def test_logit_offset_moves_new_token_logits_by_that_many_nats(en_model_dir, en_
     ("init_max_tokens", 0, "key 'init_max_tokens' is 0; it must be positive"),
     ("init_chunk_chars", -5, "key 'init_chunk_chars' is -5; it must be positive"),
     ("init_hidden_weight", -0.5, "key 'init_hidden_weight' is -0.5; give 0 (output distributions only) or more"),
+    ("init_average_last", 1.5, "key 'init_average_last' is 1.5; give a share of the fit's steps from 0 (the last "
+                               "step's rows) to 1 (the mean over every step)"),
 ])
 def test_distill_settings_out_of_range_name_their_key(key, value, message):
     with pytest.raises(UserError) as error:
         ModelExtendConfig(model="m", tokenizer="t", output="o", **{key: value})
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(("steps", "share", "first"), [(480, 0.75, 121), (48, 0.5, 25), (10, 0.7, 4), (5, 1.0, 1),
+                                                     (5, 0.0, 0), (0, 0.75, 0), (3, 0.1, 3)])
+def test_the_rows_kept_average_the_last_share_of_the_fit_steps(steps, share, first):
+    from polyglot_llama.model.extend import average_from
+
+    assert average_from(ModelExtendConfig(model="m", tokenizer="t", output="o", init_steps=steps, init_average_last=share)) == first
 
 
 def test_distill_counts_the_init_text_records_it_could_not_read(en_model_dir, ko_tokenizer_dir, tmp_path):
