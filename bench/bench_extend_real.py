@@ -2,20 +2,23 @@
 
     python bench/bench_extend_real.py [--korean sample|law|mixed] [--init distill] [--init-steps 480]
         [--init-max-tokens 200000] [--init-average-last 0.5] [--untie-head] [--init-hidden-weight 1] [--steps 300] [--lr 3e-3 1e-2]
-        [--seq-len 64] [--batch 4] [--grad-accum 1] [--probe-every 50] [--threads 2]
+        [--seq-len 64] [--batch 4] [--grad-accum 1] [--warmup-steps 2] [--probe-every 50] [--threads 2]
+        [--work runs/bench-extend-mixed]
 
 Text (``--korean sample``): the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and,
 for init distill, to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real); ``--korean
 law``: real Korean from tests/real_text.py (``korean_law``); ``--korean mixed``: that and four more genres
 (``korean_mixed``), held-out bits per byte also per genre. Training: that Korean with 25 % English replay
 (sample paragraphs 1-40), ``--steps`` optimizer steps of ``--grad-accum`` micro-batches of ``--batch`` x
-``--seq-len`` tokens, training only the new rows (2 warm-up steps, cosine to 0.1 x lr, pretrain's defaults
-otherwise). The tokenizer, the extended model and the mixture are made once; each ``--lr`` is one training run
-from the same extended model. Prints, per language, the bits per byte of the original model, after extend and
+``--seq-len`` tokens, training only the new rows (``--warmup-steps`` warm-up steps, cosine to 0.1 x lr, pretrain's
+defaults otherwise). The tokenizer, the extended model and the mixture are made once; each ``--lr`` is one training
+run from the same extended model. With ``--work DIR`` they are kept in DIR, and a later run with the same DIR
+(and the same ``--korean``, ``--steps`` at most the first run's: the mixture is drawn for those) starts from them
+instead of extending again (the extend options are then not used). Prints, per language, the bits per byte of the original model, after extend and
 after every ``--probe-every`` steps of each run, with the ratio to the original. Measured
 (docs/real-checkpoints.md) with model extend's defaults (480 fit steps, the rows averaged over the last half):
 sample, Korean 2.436 → 2.651 after extend → 2.745 after 300 steps at lr 3e-3 (not below the original); mixed, all
-held-out Korean 2.063 → 1.978 → 2.000 (below), law 2.403 → 2.166 and the user guide 1.640 → 1.492 after extend,
+held-out Korean 2.063 → 1.978 → 2.000 (below; 1.982 at lr 1e-3, 1.984 at 3e-4), law 2.403 → 2.166 and the user guide 1.640 → 1.492 after extend,
 the tutorial and the news article 4 and 9 % above after extend. With the 240-step last rows before: law, 2.421 →
 2.316 → 2.144 (below). Needs the cached
 checkpoint (python tests/real/real_checkpoints.py smollm2)."""
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -134,6 +139,9 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4, help="rows of --seq-len tokens per micro-batch")
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="linear warm-up of the new-rows stage, in steps")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the tokenizer, extended model and mixture here; reuse them if already there")
     parser.add_argument("--probe-every", type=int, default=50, help="held-out bits per byte every N steps (and at the end)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -152,7 +160,13 @@ def main() -> None:
     tokens_per_step = args.grad_accum * args.batch * args.seq_len
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench_extend_") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        made = work / "bench_extend.json"  # what the kept model and mixture were made for
+        reuse = made.is_file() and (work / "ext" / "new_tokens.json").is_file() and (work / "mix" / "mixture").is_dir()
+        if reuse and ((kept := json.loads(made.read_text()))["korean"] != args.korean or kept["steps"] < args.steps):
+            sys.exit(f"bench: {work} holds a model and mixture made for --korean {kept['korean']} --steps "
+                     f"{kept['steps']}; use another --work for --korean {args.korean} --steps {args.steps}")
         ko, en = records("ko"), records("en")
         ko_train, ko_val, chars = ko[:TRAIN], ko[TRAIN:], CHARS
         genres: dict[str, list[str]] = {}  # --korean mixed: held-out texts per genre, also scored apart
@@ -166,45 +180,55 @@ def main() -> None:
                     "en": [r["text"][:CHARS] for r in en[TRAIN:TRAIN + HELD_OUT]]}
         paths = {"ko_train": write(work / "ko_train.jsonl", ko_train), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
                  "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:])}
-        extend_tokenizer(TokenizerExtendConfig(base=str(REAL), input=[paths["ko_train"]], new_tokens=300, lang="ko",
-                                               output=str(work / "tok")))
-        extended = extend_model(ModelExtendConfig(
-            model=str(REAL), tokenizer=str(work / "tok"), output=str(work / "ext"), init=args.init,
-            init_text=[paths["ko_train"]] if args.init == "distill" else [], untie_head=args.untie_head,
-            init_hidden_weight=args.init_hidden_weight,
-            **({} if args.init_steps is None else {"init_steps": args.init_steps}),
-            **({} if args.init_max_tokens is None else {"init_max_tokens": args.init_max_tokens}),
-            **({} if args.init_average_last is None else {"init_average_last": args.init_average_last}),
-            eval_text=[write(work / "ko_eval.jsonl", [{"text": t, "lang": "ko"} for t in held_out["ko"]]),
-                       write(work / "en_eval.jsonl", [{"text": t, "lang": "en"} for t in held_out["en"]])],
-            eval_max_records=max(HELD_OUT, len(held_out["ko"])), eval_max_chars=max(chars, CHARS)))
-        report = {lang: (values["before"], values["after"]) for lang, values in extended["bits_per_byte"].items()}
-        if genres:  # model extend reports per language; the genres are scored here, the same way
-            by_genre = {key: texts for key, texts in held_out.items() if key not in report}
-            before = held_out_bpb(load_causal_lm(REAL), Tokenizer.from_file(str(REAL / "tokenizer.json")), by_genre)
-            after = held_out_bpb(load_causal_lm(work / "ext"), Tokenizer.from_file(str(work / "tok" / "tokenizer.json")),
-                                 by_genre)
-            report.update({key: (before[key], after[key]) for key in by_genre})
-        print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
-              f"extend {time.time() - started:.0f} s")
-        mix(load_config(MixConfig, overrides={
-            "tokenizer": str(work / "tok"), "output": str(work / "mix"), "total_tokens": tokens_per_step * args.steps + 4000,
-            "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]]},
-                        {"name": "en", "lang": "en", "paths": [paths["en_train"]]}],
-            "replay.lang": "en", "replay.share": 0.25}))
+        if reuse:  # the extended model and mixture of an earlier run; both models scored here, as model extend does
+            print(f"reusing {work}/tok, ext and mix (the extend options are not used)")
+            report = {key: pair for key, pair in zip(held_out, zip(
+                held_out_bpb(load_causal_lm(REAL), Tokenizer.from_file(str(REAL / "tokenizer.json")), held_out).values(),
+                held_out_bpb(load_causal_lm(work / "ext"), Tokenizer.from_file(str(work / "tok" / "tokenizer.json")),
+                             held_out).values()))}
+        else:
+            extend_tokenizer(TokenizerExtendConfig(base=str(REAL), input=[paths["ko_train"]], new_tokens=300, lang="ko",
+                                                   output=str(work / "tok")))
+            extended = extend_model(ModelExtendConfig(
+                model=str(REAL), tokenizer=str(work / "tok"), output=str(work / "ext"), init=args.init,
+                init_text=[paths["ko_train"]] if args.init == "distill" else [], untie_head=args.untie_head,
+                init_hidden_weight=args.init_hidden_weight,
+                **({} if args.init_steps is None else {"init_steps": args.init_steps}),
+                **({} if args.init_max_tokens is None else {"init_max_tokens": args.init_max_tokens}),
+                **({} if args.init_average_last is None else {"init_average_last": args.init_average_last}),
+                eval_text=[write(work / "ko_eval.jsonl", [{"text": t, "lang": "ko"} for t in held_out["ko"]]),
+                           write(work / "en_eval.jsonl", [{"text": t, "lang": "en"} for t in held_out["en"]])],
+                eval_max_records=max(HELD_OUT, len(held_out["ko"])), eval_max_chars=max(chars, CHARS)))
+            report = {lang: (values["before"], values["after"]) for lang, values in extended["bits_per_byte"].items()}
+            if genres:  # model extend reports per language; the genres are scored here, the same way
+                by_genre = {key: texts for key, texts in held_out.items() if key not in report}
+                before = held_out_bpb(load_causal_lm(REAL), Tokenizer.from_file(str(REAL / "tokenizer.json")), by_genre)
+                after = held_out_bpb(load_causal_lm(work / "ext"), Tokenizer.from_file(str(work / "tok" / "tokenizer.json")),
+                                     by_genre)
+                report.update({key: (before[key], after[key]) for key in by_genre})
+            print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
+                  f"extend {time.time() - started:.0f} s")
+            mix(load_config(MixConfig, overrides={
+                "tokenizer": str(work / "tok"), "output": str(work / "mix"),
+                "total_tokens": tokens_per_step * args.steps + 4000,
+                "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]]},
+                            {"name": "en", "lang": "en", "paths": [paths["en_train"]]}],
+                "replay.lang": "en", "replay.share": 0.25}))
+            made.write_text(json.dumps({"korean": args.korean, "steps": args.steps}) + "\n")
         tokenizer = Tokenizer.from_file(str(work / "tok" / "tokenizer.json"))
         for lr in args.lr:
-            run_started, curve = time.time(), []
+            run_started, curve, output = time.time(), [], work / f"cpt-lr{lr:g}-warmup{args.warmup_steps}"
+            shutil.rmtree(output, ignore_errors=True)  # a kept --work folder: start afresh, never resume an old run
             with probing_stages(pretrain, args.probe_every, lambda model: held_out_bpb(model, tokenizer, held_out), curve):
                 pretrain.run(load_config(pretrain.PretrainConfig, None, {
-                    "model": str(work / "ext"), "output": str(work / f"cpt-{lr:g}"),
+                    "model": str(work / "ext"), "output": str(output),
                     "data.train": [str(work / "mix" / "mixture" / "*.jsonl.gz")], "data.validation": [paths["ko_val"]],
                     "data.seq_len": args.seq_len, "loop.micro_batch_size": args.batch,
                     "loop.grad_accum": args.grad_accum, "loop.log_every": 10,
-                    "loop.save_every": 0, "loop.max_eval_batches": 4, "schedule.warmup_steps": 2,
+                    "loop.save_every": 0, "loop.max_eval_batches": 4, "schedule.warmup_steps": args.warmup_steps,
                     "stages": [{"name": "new-rows", "trainable": "new_embeddings", "steps": args.steps, "lr": lr}]}))
             if not curve or curve[-1][0] != args.steps:
-                curve.append((args.steps, held_out_bpb(load_causal_lm(work / f"cpt-{lr:g}"), tokenizer, held_out)))
+                curve.append((args.steps, held_out_bpb(load_causal_lm(output), tokenizer, held_out)))
             print(f"lr {lr:g}: {args.steps} new-rows steps of {args.grad_accum} x {args.batch} x {args.seq_len} tokens, "
                   f"{time.time() - run_started:.0f} s (probes included)")
             print("step   " + "  ".join(f"{key + ' bpb':>13}  (ratio)" for key in held_out))
