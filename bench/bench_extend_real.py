@@ -97,6 +97,17 @@ def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, 
     return {lang: bits_per_byte(model, tokenizer, texts, max(map(len, texts))) for lang, texts in held_out.items()}
 
 
+def before_and_after(work: Path, held_out: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
+    """Bits per byte of the original model and of ``work``'s extended one, each with its own tokenizer."""
+    from tokenizers import Tokenizer
+
+    from polyglot_llama.model.checkpoint import load_causal_lm
+
+    before = held_out_bpb(load_causal_lm(REAL), Tokenizer.from_file(str(REAL / "tokenizer.json")), held_out)
+    after = held_out_bpb(load_causal_lm(work / "ext"), Tokenizer.from_file(str(work / "tok" / "tokenizer.json")), held_out)
+    return {key: (before[key], after[key]) for key in held_out}
+
+
 def probing_stages(pretrain, every: int, probe, curve: list):
     """Patch pretrain's prepare_stage so that, after every ``every``-th optimizer step (the old rows already
     restored), ``curve`` gets (step, probe(model)): bits per byte during one run, not one run per length."""
@@ -182,10 +193,7 @@ def main() -> None:
                  "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:])}
         if reuse:  # the extended model and mixture of an earlier run; both models scored here, as model extend does
             print(f"reusing {work}/tok, ext and mix (the extend options are not used)")
-            report = {key: pair for key, pair in zip(held_out, zip(
-                held_out_bpb(load_causal_lm(REAL), Tokenizer.from_file(str(REAL / "tokenizer.json")), held_out).values(),
-                held_out_bpb(load_causal_lm(work / "ext"), Tokenizer.from_file(str(work / "tok" / "tokenizer.json")),
-                             held_out).values()))}
+            report = before_and_after(work, held_out)
         else:
             extend_tokenizer(TokenizerExtendConfig(base=str(REAL), input=[paths["ko_train"]], new_tokens=300, lang="ko",
                                                    output=str(work / "tok")))
@@ -201,11 +209,7 @@ def main() -> None:
                 eval_max_records=max(HELD_OUT, len(held_out["ko"])), eval_max_chars=max(chars, CHARS)))
             report = {lang: (values["before"], values["after"]) for lang, values in extended["bits_per_byte"].items()}
             if genres:  # model extend reports per language; the genres are scored here, the same way
-                by_genre = {key: texts for key, texts in held_out.items() if key not in report}
-                before = held_out_bpb(load_causal_lm(REAL), Tokenizer.from_file(str(REAL / "tokenizer.json")), by_genre)
-                after = held_out_bpb(load_causal_lm(work / "ext"), Tokenizer.from_file(str(work / "tok" / "tokenizer.json")),
-                                     by_genre)
-                report.update({key: (before[key], after[key]) for key in by_genre})
+                report.update(before_and_after(work, {key: texts for key, texts in held_out.items() if key not in report}))
             print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
                   f"extend {time.time() - started:.0f} s")
             mix(load_config(MixConfig, overrides={
