@@ -13,8 +13,8 @@ law``: real Korean from tests/real_text.py (``korean_law``); ``--korean mixed``:
 ``--seq-len`` tokens, training only the new rows (``--warmup-steps`` warm-up steps, cosine to 0.1 x lr, pretrain's
 defaults otherwise). The tokenizer, the extended model and the mixture are made once; each ``--lr`` is one training
 run from the same extended model. With ``--work DIR`` they are kept in DIR, and a later run with the same DIR
-(and the same ``--korean``, ``--steps`` at most the first run's: the mixture is drawn for those) starts from them
-instead of extending again (the extend options are then not used). Prints, per language, the bits per byte of the original model, after extend and
+starts from them instead of extending again; it must give the same ``--korean`` and extend options and draw at
+most the tokens the kept mixture holds (``--steps`` x tokens a step), or it stops with a one-line error. Prints, per language, the bits per byte of the original model, after extend and
 after every ``--probe-every`` steps of each run, with the ratio to the original. Measured
 (docs/real-checkpoints.md) with model extend's defaults (480 fit steps, the rows averaged over the last half):
 sample, Korean 2.436 → 2.651 after extend → 2.745 after 300 steps at lr 3e-3 (not below the original); mixed, all
@@ -97,6 +97,20 @@ def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, 
     return {lang: bits_per_byte(model, tokenizer, texts, max(map(len, texts))) for lang, texts in held_out.items()}
 
 
+# the options that decide the tokenizer, the extended model and the mixture a --work folder keeps
+KEPT_OPTIONS = ("korean", "init", "untie_head", "init_hidden_weight", "init_steps", "init_max_tokens", "init_average_last")
+
+
+def kept_work_clash(kept: dict, wanted: dict) -> str:
+    """Why a --work folder made with ``kept`` options cannot serve a run with ``wanted`` ones ('' if it can): every
+    kept option must match, and the kept mixture must hold at least the tokens the run's steps draw."""
+    clashes = [f"--{key.replace('_', '-')} {kept.get(key)!r}, not {wanted[key]!r}" for key in KEPT_OPTIONS
+               if kept.get(key) != wanted[key]]
+    if kept.get("mixture_tokens", 0) < wanted["mixture_tokens"]:
+        clashes.append(f"a mixture for {kept.get('mixture_tokens', 0)} tokens of steps, not {wanted['mixture_tokens']}")
+    return "; ".join(clashes)
+
+
 def before_and_after(work: Path, held_out: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
     """Bits per byte of the original model and of ``work``'s extended one, each with its own tokenizer."""
     from tokenizers import Tokenizer
@@ -173,11 +187,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_extend_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        made = work / "bench_extend.json"  # what the kept model and mixture were made for
+        made = work / "bench_extend.json"  # the options the kept model and mixture were made with
+        made_with = {key: getattr(args, key) for key in KEPT_OPTIONS} | {"mixture_tokens": tokens_per_step * args.steps}
         reuse = made.is_file() and (work / "ext" / "new_tokens.json").is_file() and (work / "mix" / "mixture").is_dir()
-        if reuse and ((kept := json.loads(made.read_text()))["korean"] != args.korean or kept["steps"] < args.steps):
-            sys.exit(f"bench: {work} holds a model and mixture made for --korean {kept['korean']} --steps "
-                     f"{kept['steps']}; use another --work for --korean {args.korean} --steps {args.steps}")
+        if reuse and (clash := kept_work_clash(json.loads(made.read_text()), made_with)):
+            sys.exit(f"bench: {work} holds a model and mixture made with other options ({clash}); use another --work")
         ko, en = records("ko"), records("en")
         ko_train, ko_val, chars = ko[:TRAIN], ko[TRAIN:], CHARS
         genres: dict[str, list[str]] = {}  # --korean mixed: held-out texts per genre, also scored apart
@@ -192,7 +206,7 @@ def main() -> None:
         paths = {"ko_train": write(work / "ko_train.jsonl", ko_train), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
                  "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:])}
         if reuse:  # the extended model and mixture of an earlier run; both models scored here, as model extend does
-            print(f"reusing {work}/tok, ext and mix (the extend options are not used)")
+            print(f"reusing {work}/tok, ext and mix, made with the same options")
             report = before_and_after(work, held_out)
         else:
             extend_tokenizer(TokenizerExtendConfig(base=str(REAL), input=[paths["ko_train"]], new_tokens=300, lang="ko",
@@ -218,7 +232,7 @@ def main() -> None:
                 "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]]},
                             {"name": "en", "lang": "en", "paths": [paths["en_train"]]}],
                 "replay.lang": "en", "replay.share": 0.25}))
-            made.write_text(json.dumps({"korean": args.korean, "steps": args.steps}) + "\n")
+            made.write_text(json.dumps(made_with) + "\n")
         tokenizer = Tokenizer.from_file(str(work / "tok" / "tokenizer.json"))
         for lr in args.lr:
             run_started, curve, output = time.time(), [], work / f"cpt-lr{lr:g}-warmup{args.warmup_steps}"
