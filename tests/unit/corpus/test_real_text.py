@@ -1,5 +1,5 @@
 """Quality gate on real text shipped by PyPI, npm and Debian packages (tests/real_text.py): each language's own
-recipe keeps at least 90 % of the prose documents (legal text, news, parliamentary speeches, technical papers,
+recipe keeps at least 90 % of the prose documents (legal text, news, parliamentary speeches, technical papers, a FAQ,
 tutorials), drops exactly the documents listed in REJECTED for the reasons given there (the non-prose ones,
 labelled in NOT_PROSE, included), and still removes web junk made from the same text."""
 
@@ -221,3 +221,16 @@ def test_orchid_read_without_its_markup():
     assert not any("%E" in t or "Concatenate with the preceding" in t for t in texts)
     assert any("\n4. M. Morimoto, S. Sato, K. Sumito and K. Oshitani," in t for t in texts)
     assert any("ทำให้จำเป็นจะต้องมี byte convert logic ซึ่งจะทำหน้าที่จัดเรียงข้อมูล" in t for t in texts)
+
+
+def test_korean_faq_reads_the_translated_paragraphs():
+    """korean_faq (debian-faq-ko 11.1): 16 chapters, 455 paragraphs of the 694 are translated; the ones still in
+    English, the contents' heading and the <pre> blocks (which a plain ``<p[^>]*>`` would open) are not read."""
+    docs = real_text.korean_faq()
+    assert len(docs) == 16 and docs[0]["id"] == "debian-faq-ko-basic-defs"
+    lines = [line for d in docs for line in d["text"].split("\n")]
+    assert len(lines) == 455 and sum(len(d["text"]) for d in docs) == 46670
+    pkg_basics = next(d["text"] for d in docs if d["id"] == "debian-faq-ko-pkg-basics").split("\n")
+    assert len(pkg_basics) == 24  # of its 104 paragraphs: the chapter is mostly untranslated
+    assert pkg_basics[0].startswith("이 장은 저수준 내부 데비안 패키지 관리를 다룹니다.")
+    assert "차례" not in lines and not any(line.startswith("Binary packages") for line in lines)
