@@ -2,19 +2,20 @@
 
     python bench/bench_extend_real.py [--korean sample|law|mixed] [--init distill] [--init-steps 480]
         [--init-max-tokens 200000] [--init-average-last 0.5] [--untie-head] [--init-hidden-weight 1] [--steps 300] [--lr 3e-3 1e-2]
-        [--seq-len 64] [--batch 4] [--grad-accum 1] [--warmup-steps 2] [--probe-every 50] [--threads 2]
-        [--work runs/bench-extend-mixed]
+        [--stage-text fit|faq] [--seq-len 64] [--batch 4] [--grad-accum 1] [--warmup-steps 2] [--probe-every 50]
+        [--threads 2] [--work runs/bench-extend-mixed]
 
 Text (``--korean sample``): the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and,
 for init distill, to distil on), 41-60 held out (the first 8, 200 characters each, as tests/real); ``--korean
 law``: real Korean from tests/real_text.py (``korean_law``); ``--korean mixed``: that and four more genres
 (``korean_mixed``), held-out bits per byte also per genre. Training: that Korean with 25 % English replay
-(sample paragraphs 1-40), ``--steps`` optimizer steps of ``--grad-accum`` micro-batches of ``--batch`` x
+(sample paragraphs 1-40) and, with ``--stage-text faq``, 13 chapters of the Korean Debian FAQ besides (a genre the
+fit never read; the other 3 held out), ``--steps`` optimizer steps of ``--grad-accum`` micro-batches of ``--batch`` x
 ``--seq-len`` tokens, training only the new rows (``--warmup-steps`` warm-up steps, cosine to 0.1 x lr, pretrain's
 defaults otherwise). The tokenizer, the extended model and the mixture are made once; each ``--lr`` is one training
-run from the same extended model. With ``--work DIR`` they are kept in DIR, and a later run with the same DIR
-starts from them instead of extending again; it must give the same ``--korean`` and extend options and draw at
-most the tokens the kept mixture holds (``--steps`` x tokens a step), or it stops with a one-line error. Prints, per language, the bits per byte of the original model, after extend and
+run from the same extended model. With ``--work DIR`` the tokenizer and model are kept in DIR, and a later run with
+the same DIR starts from them instead of extending again; it must give the same ``--korean`` and extend options,
+or it stops with a one-line error (the mixture is drawn again for each run's stage text and steps). Prints, per language, the bits per byte of the original model, after extend and
 after every ``--probe-every`` steps of each run, with the ratio to the original. Measured
 (docs/real-checkpoints.md) with model extend's defaults (480 fit steps, the rows averaged over the last half):
 sample, Korean 2.436 → 2.651 after extend → 2.745 after 300 steps at lr 3e-3 (not below the original); mixed, all
@@ -90,6 +91,20 @@ def korean_mixed(chars: int = 400, per_document: int = 6) -> tuple[list[dict], d
     return train, {genre: texts for genre, texts in val.items() if texts}, chars
 
 
+FAQ_HELD_OUT = ("debian-faq-ko-software", "debian-faq-ko-support", "debian-faq-ko-uptodate")
+
+
+def korean_faq_split(chars: int = 400, per_document: int = 6) -> tuple[list[dict], list[str]]:
+    """The Korean Debian FAQ (tests/real_text.py ``korean_faq``, a genre none of ``korean_mixed``'s): the stage's
+    records (13 chapters, 35,956 characters) and the held-out texts (``chars``-character records, at most
+    ``per_document`` from each of the chapters on software, support and keeping up to date: 18)."""
+    docs = _checkout.real_text().korean_faq()
+    train = [{"text": d["text"], "lang": "ko"} for d in docs if d["id"] not in FAQ_HELD_OUT]
+    held = [d["text"][k:k + chars] for d in docs if d["id"] in FAQ_HELD_OUT
+            for k in range(0, min(len(d["text"]) - chars + 1, per_document * chars), chars)]
+    return train, held
+
+
 def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, float]:
     from polyglot_llama.model.bits_per_byte import bits_per_byte
 
@@ -97,18 +112,15 @@ def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, 
     return {lang: bits_per_byte(model, tokenizer, texts, max(map(len, texts))) for lang, texts in held_out.items()}
 
 
-# the options that decide the tokenizer, the extended model and the mixture a --work folder keeps
+# the options that decide the tokenizer and the extended model a --work folder keeps
 KEPT_OPTIONS = ("korean", "init", "untie_head", "init_hidden_weight", "init_steps", "init_max_tokens", "init_average_last")
 
 
 def kept_work_clash(kept: dict, wanted: dict) -> str:
     """Why a --work folder made with ``kept`` options cannot serve a run with ``wanted`` ones ('' if it can): every
-    kept option must match, and the kept mixture must hold at least the tokens the run's steps draw."""
-    clashes = [f"--{key.replace('_', '-')} {kept.get(key)!r}, not {wanted[key]!r}" for key in KEPT_OPTIONS
-               if kept.get(key) != wanted[key]]
-    if kept.get("mixture_tokens", 0) < wanted["mixture_tokens"]:
-        clashes.append(f"a mixture for {kept.get('mixture_tokens', 0)} tokens of steps, not {wanted['mixture_tokens']}")
-    return "; ".join(clashes)
+    kept option must match."""
+    return "; ".join(f"--{key.replace('_', '-')} {kept.get(key)!r}, not {wanted[key]!r}" for key in KEPT_OPTIONS
+                     if kept.get(key) != wanted[key])
 
 
 def before_and_after(work: Path, held_out: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
@@ -159,6 +171,10 @@ def main() -> None:
                              "KoNLPy's constitution and bills with kss's texts (tests/real_text.py), bills 1809894 and "
                              "1809895 and kss's news article held out as 7 records of 400 characters; mixed: those and "
                              "the Korean Emacs tutorial, MATE user guide and UDHR, held out per genre (korean_mixed)")
+    parser.add_argument("--stage-text", choices=["fit", "faq"], default="fit",
+                        help="fit: the new-rows stage reads the Korean the tokens were learnt and fitted on; faq: that "
+                             "and 13 chapters of the Korean Debian FAQ, a genre the fit never read, the other three "
+                             "held out as 'ko faq' (korean_faq_split)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3], help="peak lr of the new-rows stage; one run each")
     parser.add_argument("--seq-len", type=int, default=64)
@@ -187,11 +203,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_extend_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        made = work / "bench_extend.json"  # the options the kept model and mixture were made with
-        made_with = {key: getattr(args, key) for key in KEPT_OPTIONS} | {"mixture_tokens": tokens_per_step * args.steps}
-        reuse = made.is_file() and (work / "ext" / "new_tokens.json").is_file() and (work / "mix" / "mixture").is_dir()
+        made = work / "bench_extend.json"  # the options the kept tokenizer and model were made with
+        made_with = {key: getattr(args, key) for key in KEPT_OPTIONS}
+        reuse = made.is_file() and (work / "ext" / "new_tokens.json").is_file()
         if reuse and (clash := kept_work_clash(json.loads(made.read_text()), made_with)):
-            sys.exit(f"bench: {work} holds a model and mixture made with other options ({clash}); use another --work")
+            sys.exit(f"bench: {work} holds a model made with other options ({clash}); use another --work")
         ko, en = records("ko"), records("en")
         ko_train, ko_val, chars = ko[:TRAIN], ko[TRAIN:], CHARS
         genres: dict[str, list[str]] = {}  # --korean mixed: held-out texts per genre, also scored apart
@@ -203,10 +219,14 @@ def main() -> None:
         held_out = {"ko": [r["text"][:chars] for r in (ko_val if genres else ko_val[:HELD_OUT])],
                     **{f"ko {genre}": texts for genre, texts in genres.items()},
                     "en": [r["text"][:CHARS] for r in en[TRAIN:TRAIN + HELD_OUT]]}
+        stage_korean = []  # --stage-text faq: Korean only the stage reads
+        if args.stage_text == "faq":
+            stage_korean, held_out["ko faq"] = korean_faq_split()
         paths = {"ko_train": write(work / "ko_train.jsonl", ko_train), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
-                 "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:])}
-        if reuse:  # the extended model and mixture of an earlier run; both models scored here, as model extend does
-            print(f"reusing {work}/tok, ext and mix, made with the same options")
+                 "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:]),
+                 "ko_stage": write(work / "ko_stage.jsonl", stage_korean)}
+        if reuse:  # the extended model of an earlier run; both models scored here, as model extend does
+            print(f"reusing {work}/tok and ext, made with the same options")
             report = before_and_after(work, held_out)
         else:
             extend_tokenizer(TokenizerExtendConfig(base=str(REAL), input=[paths["ko_train"]], new_tokens=300, lang="ko",
@@ -226,13 +246,13 @@ def main() -> None:
                 report.update(before_and_after(work, {key: texts for key, texts in held_out.items() if key not in report}))
             print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
                   f"extend {time.time() - started:.0f} s")
-            mix(load_config(MixConfig, overrides={
-                "tokenizer": str(work / "tok"), "output": str(work / "mix"),
-                "total_tokens": tokens_per_step * args.steps + 4000,
-                "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]]},
-                            {"name": "en", "lang": "en", "paths": [paths["en_train"]]}],
-                "replay.lang": "en", "replay.share": 0.25}))
             made.write_text(json.dumps(made_with) + "\n")
+        shutil.rmtree(work / "mix", ignore_errors=True)  # drawn afresh for this run's stage text and steps
+        mix(load_config(MixConfig, overrides={
+            "tokenizer": str(work / "tok"), "output": str(work / "mix"), "total_tokens": tokens_per_step * args.steps + 4000,
+            "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]] + [paths["ko_stage"]] * bool(stage_korean)},
+                        {"name": "en", "lang": "en", "paths": [paths["en_train"]]}],
+            "replay.lang": "en", "replay.share": 0.25}))
         tokenizer = Tokenizer.from_file(str(work / "tok" / "tokenizer.json"))
         for lr in args.lr:
             run_started, curve, output = time.time(), [], work / f"cpt-lr{lr:g}-warmup{args.warmup_steps}"
