@@ -2,7 +2,7 @@
 
     python bench/bench_extend_real.py [--korean sample|law|mixed] [--init distill] [--init-steps 480]
         [--init-max-tokens 200000] [--init-average-last 0.5] [--untie-head] [--init-hidden-weight 1] [--steps 300] [--lr 3e-3 1e-2]
-        [--stage-text fit|faq] [--seq-len 64] [--batch 4] [--grad-accum 1] [--warmup-steps 2] [--probe-every 50]
+        [--fit-faq] [--stage-text fit|faq] [--seq-len 64] [--batch 4] [--grad-accum 1] [--warmup-steps 2] [--probe-every 50]
         [--threads 2] [--work runs/bench-extend-mixed]
 
 Text (``--korean sample``): the bundled parallel samples, Korean paragraphs 1-40 to learn 300 tokens from (and,
@@ -115,7 +115,8 @@ def held_out_bpb(model, tokenizer, held_out: dict[str, list[str]]) -> dict[str, 
 
 
 # the options that decide the tokenizer and the extended model a --work folder keeps
-KEPT_OPTIONS = ("korean", "init", "untie_head", "init_hidden_weight", "init_steps", "init_max_tokens", "init_average_last")
+KEPT_OPTIONS = ("korean", "fit_faq", "init", "untie_head", "init_hidden_weight", "init_steps", "init_max_tokens",
+                "init_average_last")
 
 
 def kept_work_clash(kept: dict, wanted: dict) -> str:
@@ -177,6 +178,10 @@ def main() -> None:
                         help="fit: the new-rows stage reads the Korean the tokens were learnt and fitted on; faq: that "
                              "and 13 chapters of the Korean Debian FAQ, a genre the fit never read, the other three "
                              "held out as 'ko faq' (korean_faq_split)")
+    parser.add_argument("--fit-faq", action="store_true",
+                        help="model extend's --init-text also has the 13 FAQ chapters (after the --korean text; with "
+                             "--korean mixed give --init-max-tokens 300000 for the fit to read both, 290k old tokens); "
+                             "the other three held out as 'ko faq'")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3], help="peak lr of the new-rows stage; one run each")
     parser.add_argument("--seq-len", type=int, default=64)
@@ -221,12 +226,13 @@ def main() -> None:
         held_out = {"ko": [r["text"][:chars] for r in (ko_val if genres else ko_val[:HELD_OUT])],
                     **{f"ko {genre}": texts for genre, texts in genres.items()},
                     "en": [r["text"][:CHARS] for r in en[TRAIN:TRAIN + HELD_OUT]]}
-        stage_korean = []  # --stage-text faq: Korean only the stage reads
-        if args.stage_text == "faq":
-            stage_korean, held_out["ko faq"] = korean_faq_split()
+        stage_korean, faq = [], []  # --stage-text faq: Korean the stage also reads; --fit-faq: the fit too
+        if args.stage_text == "faq" or args.fit_faq:
+            faq, held_out["ko faq"] = korean_faq_split()
+            stage_korean = faq if args.stage_text == "faq" else []
         paths = {"ko_train": write(work / "ko_train.jsonl", ko_train), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
                  "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:]),
-                 "ko_stage": write(work / "ko_stage.jsonl", stage_korean)}
+                 "ko_stage": write(work / "ko_stage.jsonl", stage_korean), "ko_faq": write(work / "ko_faq.jsonl", faq)}
         if reuse:  # the extended model of an earlier run; both models scored here, as model extend does
             print(f"reusing {work}/tok and ext, made with the same options")
             report = before_and_after(work, held_out)
@@ -235,7 +241,8 @@ def main() -> None:
                                                    output=str(work / "tok")))
             extended = extend_model(ModelExtendConfig(
                 model=str(REAL), tokenizer=str(work / "tok"), output=str(work / "ext"), init=args.init,
-                init_text=[paths["ko_train"]] if args.init == "distill" else [], untie_head=args.untie_head,
+                init_text=[paths["ko_train"]] + [paths["ko_faq"]] * args.fit_faq if args.init == "distill" else [],
+                untie_head=args.untie_head,
                 init_hidden_weight=args.init_hidden_weight,
                 **({} if args.init_steps is None else {"init_steps": args.init_steps}),
                 **({} if args.init_max_tokens is None else {"init_max_tokens": args.init_max_tokens}),

@@ -21,7 +21,7 @@ def bench():
         sys.path.remove(str(BENCH))
 
 
-KEPT = {"korean": "mixed", "init": "distill", "untie_head": False, "init_hidden_weight": 0.0, "init_steps": None,
+KEPT = {"korean": "mixed", "fit_faq": False, "init": "distill", "untie_head": False, "init_hidden_weight": 0.0, "init_steps": None,
         "init_max_tokens": None, "init_average_last": None}
 
 
@@ -31,7 +31,10 @@ def test_a_kept_work_folder_serves_only_the_options_it_was_made_with(bench):
     assert bench.kept_work_clash(KEPT | {"mixture_tokens": 80000}, dict(KEPT)) == ""
     assert bench.kept_work_clash(KEPT, KEPT | {"korean": "law", "init_steps": 48}) == (
         "--korean 'mixed', not 'law'; --init-steps None, not 48")
-    assert bench.kept_work_clash({"korean": "mixed"}, dict(KEPT)) == "--init None, not 'distill'; --untie-head None, not False; --init-hidden-weight None, not 0.0"
+    assert bench.kept_work_clash({"korean": "mixed", "fit_faq": False}, dict(KEPT)) == (
+        "--init None, not 'distill'; --untie-head None, not False; --init-hidden-weight None, not 0.0")
+    # a folder made before --fit-faq existed says so rather than serving a run that wants the FAQ fitted
+    assert bench.kept_work_clash(KEPT | {"fit_faq": None}, KEPT | {"fit_faq": True}) == "--fit-faq None, not True"
 
 
 def test_faq_split_holds_out_three_whole_chapters(bench):
