@@ -56,6 +56,12 @@ def write(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def cut(text: str, chars: int, most: int | None = None) -> list[str]:
+    """Consecutive ``chars``-character records of ``text`` (at most ``most``; a shorter rest dropped)."""
+    records = [text[k:k + chars] for k in range(0, len(text) - chars + 1, chars)]
+    return records if most is None else records[:most]
+
+
 def korean_law(held_out: tuple[str, ...] = ("1809894", "1809895", "kss-news-uv"), chars: int = 400
                ) -> tuple[list[dict], list[dict], int]:
     """Real Korean (tests/real_text.py: KoNLPy's constitution and ten bills, kss's four texts): the training
@@ -66,8 +72,7 @@ def korean_law(held_out: tuple[str, ...] = ("1809894", "1809895", "kss-news-uv")
     real_text = _checkout.real_text()
     docs = real_text.korean() + real_text.korean_kss()
     train = [{"text": d["text"], "lang": "ko"} for d in docs if d["id"] not in held_out]
-    val = [{"text": d["text"][k:k + chars], "lang": "ko"} for d in docs if d["id"] in held_out
-           for k in range(0, len(d["text"]) - chars + 1, chars)]
+    val = [{"text": t, "lang": "ko"} for d in docs if d["id"] in held_out for t in cut(d["text"], chars)]
     return train, val, chars
 
 
@@ -88,8 +93,7 @@ def korean_mixed(chars: int = 400, per_document: int = 6) -> tuple[list[dict], d
               "declaration": real_text.korean_declaration()}
     held = {"1809894", "1809895", "kss-news-uv", "mate-guide-ko-overview-applications", "tutorial-2"}
     train = [{"text": d["text"], "lang": "ko"} for docs in genres.values() for d in docs if d["id"] not in held]
-    val = {genre: [d["text"][k:k + chars] for d in docs if d["id"] in held
-                   for k in range(0, min(len(d["text"]) - chars + 1, per_document * chars), chars)]
+    val = {genre: [t for d in docs if d["id"] in held for t in cut(d["text"], chars, per_document)]
            for genre, docs in genres.items()}
     return train, {genre: texts for genre, texts in val.items() if texts}, chars
 
@@ -103,8 +107,7 @@ def korean_faq_split(chars: int = 400, per_document: int = 6) -> tuple[list[dict
     ``per_document`` from each of the chapters on software, support and keeping up to date: 18)."""
     docs = _checkout.real_text().korean_faq()
     train = [{"text": d["text"], "lang": "ko"} for d in docs if d["id"] not in FAQ_HELD_OUT]
-    held = [d["text"][k:k + chars] for d in docs if d["id"] in FAQ_HELD_OUT
-            for k in range(0, min(len(d["text"]) - chars + 1, per_document * chars), chars)]
+    held = [t for d in docs if d["id"] in FAQ_HELD_OUT for t in cut(d["text"], chars, per_document)]
     return train, held
 
 
@@ -190,7 +193,7 @@ def main() -> None:
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     parser.add_argument("--warmup-steps", type=int, default=2, help="linear warm-up of the new-rows stage, in steps")
     parser.add_argument("--work", type=Path, default=None,
-                        help="keep the tokenizer, extended model and mixture here; reuse them if already there")
+                        help="keep the tokenizer and extended model here; reuse them if already there")
     parser.add_argument("--probe-every", type=int, default=50, help="held-out bits per byte every N steps (and at the end)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -227,13 +230,12 @@ def main() -> None:
         held_out = {"ko": [r["text"][:chars] for r in (ko_val if genres else ko_val[:HELD_OUT])],
                     **{f"ko {genre}": texts for genre, texts in genres.items()},
                     "en": [r["text"][:CHARS] for r in en[TRAIN:TRAIN + HELD_OUT]]}
-        stage_korean, faq = [], []  # --stage-text faq: Korean the stage also reads; --fit-faq: the fit too
+        faq = []  # 13 FAQ chapters: the stage also reads them with --stage-text faq, the fit with --fit-faq
         if args.stage_text == "faq" or args.fit_faq:
             faq, held_out["ko faq"] = korean_faq_split()
-            stage_korean = faq if args.stage_text == "faq" else []
         paths = {"ko_train": write(work / "ko_train.jsonl", ko_train), "en_train": write(work / "en_train.jsonl", en[:TRAIN]),
                  "ko_val": write(work / "ko_val.jsonl", ko_val), "en_val": write(work / "en_val.jsonl", en[TRAIN:]),
-                 "ko_stage": write(work / "ko_stage.jsonl", stage_korean), "ko_faq": write(work / "ko_faq.jsonl", faq)}
+                 "ko_faq": write(work / "ko_faq.jsonl", faq)}
         if reuse:  # the extended model of an earlier run; both models scored here, as model extend does
             print(f"reusing {work}/tok and ext, made with the same options")
             report = before_and_after(work, held_out)
@@ -260,7 +262,7 @@ def main() -> None:
         shutil.rmtree(work / "mix", ignore_errors=True)  # drawn afresh for this run's stage text and steps
         mix(load_config(MixConfig, overrides={
             "tokenizer": str(work / "tok"), "output": str(work / "mix"), "total_tokens": tokens_per_step * args.steps + 4000,
-            "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]] + [paths["ko_stage"]] * bool(stage_korean)},
+            "sources": [{"name": "ko", "lang": "ko", "paths": [paths["ko_train"]] + [paths["ko_faq"]] * (args.stage_text == "faq")},
                         {"name": "en", "lang": "en", "paths": [paths["en_train"]]}],
             "replay.lang": "en", "replay.share": 0.25}))
         tokenizer = Tokenizer.from_file(str(work / "tok" / "tokenizer.json"))

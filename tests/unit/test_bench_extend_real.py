@@ -21,8 +21,8 @@ def bench():
         sys.path.remove(str(BENCH))
 
 
-KEPT = {"korean": "mixed", "fit_faq": False, "init": "distill", "untie_head": False, "init_hidden_weight": 0.0, "init_steps": None,
-        "init_max_tokens": None, "init_average_last": None}
+KEPT = {"korean": "mixed", "fit_faq": False, "init": "distill", "untie_head": False, "init_hidden_weight": 0.0,
+        "init_steps": None, "init_max_tokens": None, "init_average_last": None}
 
 
 def test_a_kept_work_folder_serves_only_the_options_it_was_made_with(bench):
