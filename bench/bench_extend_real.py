@@ -254,8 +254,8 @@ def main() -> None:
                            write(work / "en_eval.jsonl", [{"text": t, "lang": "en"} for t in held_out["en"]])],
                 eval_max_records=max(HELD_OUT, len(held_out["ko"])), eval_max_chars=max(chars, CHARS)))
             report = {lang: (values["before"], values["after"]) for lang, values in extended["bits_per_byte"].items()}
-            if genres:  # model extend reports per language; the genres are scored here, the same way
-                report.update(before_and_after(work, {key: texts for key, texts in held_out.items() if key not in report}))
+            if unreported := {key: texts for key, texts in held_out.items() if key not in report}:
+                report.update(before_and_after(work, unreported))  # model extend reports per language: genres, FAQ here
             print(f"init {args.init} (untied head {extended['untied_head']}, hidden weight {args.init_hidden_weight}); "
                   f"extend {time.time() - started:.0f} s")
             made.write_text(json.dumps(made_with) + "\n")
